@@ -1,0 +1,160 @@
+"""snnTorch adapter: every module from ``snntorch`` that carries ``spike_grad``.
+
+Facts (shared/spec/frameworks.md section 2): the surrogate is the instance attribute ``spike_grad``,
+any callable applied to ``mem - threshold`` (``|delta v| - delta_threshold`` for DeltaLeaky);
+forward convention ``(x > 0).float()``; ``LeakyParallel`` is not a ``SpikingNeuron``, so modules are
+claimed by duck typing. snnTorch is never imported here: a model holding snnTorch modules implies it
+is imported already.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, cast
+
+from torch import nn
+
+from sg_stability.adapter_api import (
+    AdapterInfo,
+    CallPattern,
+    Heaviside,
+    NativeReading,
+    NeuronDriver,
+    NeuronSite,
+    Problem,
+    hookimpl,
+)
+from sg_stability.surrogates import ATan, FastSigmoid, Sigmoid, Surrogate
+
+NAME = "snntorch"
+
+# Classes whose forward calls spike_grad once for a whole [T, B, ...] sequence, or once per step.
+_ONE_CALL_MULTI_STEP = {"LeakyParallel", "StateLeaky", "LinearLeaky", "AssociativeLeaky"}
+_ONE_CALL_PER_STEP = {"DeltaLeaky"}
+
+
+def _snntorch_class(module: nn.Module) -> str | None:
+    """Name of the first snnTorch class in the module's MRO (user subclasses included)."""
+    for cls in type(module).__mro__:
+        if cls.__module__.split(".")[0] == "snntorch":
+            return cls.__name__
+    return None
+
+
+class SnnTorchDriver(NeuronDriver):
+    heaviside = Heaviside(inclusive=False, float32=True)
+    slots = ("spike_grad",)
+
+    def __init__(self, module: nn.Module, snn_class: str) -> None:
+        super().__init__(module)
+        if snn_class in _ONE_CALL_MULTI_STEP:
+            self.call_pattern = CallPattern(calls_per_forward=1, gradient_call=0, multi_step=True)
+        elif snn_class in _ONE_CALL_PER_STEP:
+            self.call_pattern = CallPattern(calls_per_forward=1, gradient_call=0)
+        else:  # mem_reset(previous mem), detached, then fire(new mem)
+            self.call_pattern = CallPattern(calls_per_forward=2, gradient_call=1)
+
+    def neuron_shape(self) -> tuple[int, ...] | None:
+        m = self.module
+        for attr in ("hidden_size", "linear_features"):
+            n = getattr(m, attr, None)
+            if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+                return (n,)
+        linear = getattr(m, "linear", None)
+        if isinstance(linear, nn.Linear):
+            return (linear.out_features,)
+        return None
+
+    def problems(self, surrogate: Surrogate, path: str) -> list[Problem]:
+        if getattr(self.module, "surrogate_disable", False):
+            return [Problem(
+                path,
+                "built with surrogate_disable=True (snnTorch's no-gradient mode for ONNX export); "
+                "patching would silently give it a gradient",
+                "rebuild it with surrogate_disable=False, leave it out with targets=, or pass strict=False "
+                "to skip it",
+                f"snntorch.{type(self.module).__name__}",
+            )]
+        return []
+
+
+@hookimpl
+def sg_adapter_info() -> AdapterInfo:
+    return AdapterInfo(
+        name=NAME,
+        framework="snntorch",
+        description="modules from snntorch that carry spike_grad (Leaky, Synaptic, ..., LeakyParallel)",
+        tested_versions="0.9.4, 1.0.0",
+    )
+
+
+@hookimpl(trylast=True)
+def sg_find_neuron(module: nn.Module, path: str) -> NeuronSite | None:
+    snn_class = _snntorch_class(module)
+    if snn_class is None or not hasattr(module, "spike_grad"):
+        return None
+    kind = f"snntorch.{type(module).__name__}"
+    return NeuronSite(path=path, module=module, adapter=NAME, kind=kind, driver=SnnTorchDriver(module, snn_class))
+
+
+# -- reading snnTorch's own surrogates ---------------------------------------------------------------
+
+_REASONS = {
+    "straight_through_estimator": "its gradient is 1 everywhere: not integrable, so it has no peak/area "
+    "canonical form",
+    "triangular": "snnTorch's triangular returns +threshold below 0 and -threshold at or above 0: a sign flip, "
+    "not a triangle (see snnTorch PR #143); sg_stability's 'triangular' is a real triangle",
+    "heaviside": "its gradient is 1 only where the neuron spikes and 0 below threshold: one-sided, not a "
+    "symmetric surrogate",
+    "spike_rate_escape": "slope * exp(-beta * |v - 1|) peaks at v = 1, one unit above the threshold; the "
+    "canonical families are centred on the threshold (v = 0)",
+    "SSO": "the sub-threshold gradient is random noise (stochastic spike operator): no fixed shape",
+    "LSO": "snnTorch's LSO factory is broken (it calls StochasticSpikeOperator with the wrong arguments) "
+    "and a leaky one-sided gradient has no canonical form anyway",
+    "SFS": "the sparse fast sigmoid is zero for v <= B: one-sided, not a symmetric surrogate",
+    "custom_surrogate": "a user-defined gradient function: its shape is unknown",
+}
+
+
+def _from_factory(factory: str, params: dict[str, Any]) -> Surrogate | None:
+    if factory == "atan":
+        alpha = float(params.get("alpha", 2.0))
+        return ATan(dampening=alpha / 2, sharpness=alpha / 2)  # alpha/2 / (1 + (pi/2 alpha v)^2)
+    if factory == "fast_sigmoid":
+        slope = float(params.get("slope", 25.0))
+        return FastSigmoid(dampening=1.0, sharpness=slope / 2)  # 1 / (slope |v| + 1)^2
+    if factory == "sigmoid":
+        slope = float(params.get("slope", 25.0))
+        return Sigmoid(dampening=slope / 4, sharpness=slope / 4)  # slope s(slope v)(1 - s(slope v))
+    return None
+
+
+@hookimpl(trylast=True)
+def sg_read_native(obj: Any) -> NativeReading | None:
+    module = getattr(obj, "__module__", None) or ""
+    qualname = getattr(obj, "__qualname__", "") or ""
+    owner: Any = getattr(obj, "__self__", None)  # Function.apply bound to its class (LeakyParallel.ATan.apply)
+    if inspect.isclass(owner) and owner.__module__.split(".")[0] == "snntorch":
+        source = f"{owner.__module__}.{owner.__qualname__}.apply"
+        if owner.__name__ == "ATan":
+            alpha = inspect.signature(cast(Any, owner).forward).parameters.get("alpha")
+            if alpha is not None and alpha.default is not inspect.Parameter.empty:
+                return NativeReading(source=f"{source} (alpha={alpha.default})",
+                                     surrogate=_from_factory("atan", {"alpha": alpha.default}))
+        return NativeReading(source=source, reason="an snnTorch autograd Function whose parameters cannot be read")
+    if module.split(".")[0] != "snntorch":
+        return None
+    if qualname.endswith("_surrogate_bypass"):
+        return NativeReading(source=f"{module}.{qualname}",
+                             reason="surrogate_disable=True: a plain step with no gradient at all")
+    factory = qualname.split(".<locals>")[0] if ".<locals>." in qualname else None
+    if factory is None or not callable(obj):
+        return NativeReading(source=f"{module}.{qualname or type(obj).__qualname__}",
+                             reason="not a surrogate factory result of snntorch.surrogate")
+    params = {k: v for k, v in inspect.getclosurevars(obj).nonlocals.items() if isinstance(v, int | float)}
+    source = f"snntorch.surrogate.{factory}({', '.join(f'{k}={v!r}' for k, v in sorted(params.items()))})"
+    surrogate = _from_factory(factory, params)
+    if surrogate is not None:
+        return NativeReading(source=source, surrogate=surrogate)
+    reason = _REASONS.get(factory, "an snnTorch surrogate this adapter does not know")
+    return NativeReading(source=source, reason=reason)

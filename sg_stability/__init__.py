@@ -1,0 +1,62 @@
+"""sg-stability: one-call surrogate-gradient patching and stability analysis for SNN frameworks.
+
+    import sg_stability as sg
+    h = sg.patch(model, surrogate="fast_sigmoid", dampening=0.3, sharpness=2.0)
+    ...
+    h.remove()
+
+See README.md for the framework support matrix and the method (Herranz-Celotti & Rouat,
+"Stabilizing Spiking Neuron Training", arXiv 2202.00282).
+"""
+
+from . import plugins, surrogates
+from ._api import find_neurons, is_patched, patch, unpatch
+from ._errors import (
+    AdapterError,
+    AlreadyPatchedError,
+    ConfigError,
+    NoNeuronsFoundError,
+    NotConvertibleError,
+    PartialMatchWarning,
+    PatchConflictError,
+    PluginLoadWarning,
+    PreflightError,
+    Problem,
+    SGStabilityError,
+    SGStabilityWarning,
+    SkippedSitesWarning,
+    UnknownSurrogateError,
+)
+from ._handle import PatchHandle
+from ._transaction import Transaction
+from .adapter_api import NeuronSite, hookimpl
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AdapterError",
+    "AlreadyPatchedError",
+    "ConfigError",
+    "NeuronSite",
+    "NoNeuronsFoundError",
+    "NotConvertibleError",
+    "PartialMatchWarning",
+    "PatchConflictError",
+    "PatchHandle",
+    "PluginLoadWarning",
+    "PreflightError",
+    "Problem",
+    "SGStabilityError",
+    "SGStabilityWarning",
+    "SkippedSitesWarning",
+    "Transaction",
+    "UnknownSurrogateError",
+    "__version__",
+    "find_neurons",
+    "hookimpl",
+    "is_patched",
+    "patch",
+    "plugins",
+    "surrogates",
+    "unpatch",
+]

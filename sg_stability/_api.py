@@ -1,0 +1,277 @@
+"""The one-call entry points: find_neurons, patch, unpatch, is_patched.
+
+``patch`` = discover sites through the adapters -> filter by ``targets`` -> preflight every site and
+collect all problems -> apply inside a transaction (complete rollback on any failure) -> handle.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import plugins
+from ._errors import (
+    AdapterError,
+    AlreadyPatchedError,
+    ConfigError,
+    NoNeuronsFoundError,
+    PartialMatchWarning,
+    PreflightError,
+    Problem,
+    SkippedSitesWarning,
+    raw,
+)
+from ._handle import PatchHandle, SlotRecord, _display, installed_by_live_handle, live_handles
+from ._transaction import Transaction
+from .adapter_api import AdapterInfo, NeuronSite
+from .surrogates._base import Surrogate
+from .surrogates._native import read_native
+from .surrogates._registry import get
+
+Targets = str | Sequence[str] | Callable[[str, nn.Module], bool] | Mapping[str, "str | Surrogate"] | None
+
+
+def _require_module(model: Any, func: str) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"{func}() needs a torch.nn.Module",
+            got=raw(f"{type(model).__module__}.{type(model).__qualname__} object"),
+            allowed="an nn.Module holding snnTorch, SpikingJelly or Norse neurons (or neurons of a plugin adapter)",
+            fix=f"pass the model itself, e.g. sg.{func}(net, ...)",
+        )
+    return model
+
+
+def find_neurons(model: nn.Module) -> list[NeuronSite]:
+    """The spiking neuron sites the adapters claim in ``model``, in module order. Changes nothing.
+
+    Shared modules (one module object at several paths) appear once, at their first path.
+    """
+    _require_module(model, "find_neurons")
+    sites: list[NeuronSite] = []
+    seen: set[int] = set()
+    for path, module in list(model.named_modules(remove_duplicate=False)):
+        if id(module) in seen or isinstance(module, Surrogate):
+            continue
+        seen.add(id(module))
+        site = plugins.find_neuron(module, path)
+        if site is not None:
+            sites.append(site)
+    return sites
+
+
+def _no_neurons(model: nn.Module) -> NoNeuronsFoundError:
+    def describe(info: AdapterInfo) -> str:
+        version = info.framework_version()
+        state = "imported" if info.framework in sys.modules else "not imported"
+        return f"{info.name} ({info.framework}{' ' + version if version else ''} {state})"
+
+    adapters = ", ".join(describe(i) for i in plugins.adapter_infos()) or "none"
+    seen = Counter(type(m).__name__ for m in model.modules())
+    types = ", ".join(f"{name} x{n}" for name, n in seen.most_common(12))
+    return NoNeuronsFoundError(
+        f"found no spiking neurons in {type(model).__name__} ({sum(seen.values())} modules). "
+        f"Adapters loaded: {adapters}. Module types seen: {types}",
+        got=raw(type(model).__name__),
+        allowed="a model holding neurons an adapter claims (snnTorch modules with spike_grad, ...)",
+        fix="if one of these module types is a neuron, install or write an adapter (README 'Writing an "
+        "adapter') and register it with sg_stability.plugins.register; check sg_stability.plugins.failures()",
+    )
+
+
+def _as_patterns(targets: str | Sequence[str]) -> list[str]:
+    patterns = [targets] if isinstance(targets, str) else list(targets)
+    bad = [p for p in patterns if not isinstance(p, str)]
+    if bad or not patterns:
+        raise ConfigError(
+            "targets must be glob patterns on module paths",
+            got=targets,
+            allowed="a glob string ('encoder.*'), a list of globs, a callable (path, module) -> bool, "
+            "or a mapping {glob: surrogate}",
+            fix="use the paths shown by sg.find_neurons(model)",
+        )
+    return patterns
+
+
+def _select(
+    sites: list[NeuronSite], targets: Targets, default: Surrogate | None, strict: bool
+) -> list[tuple[NeuronSite, Surrogate]]:
+    """Pair each selected site with its surrogate; report patterns that matched nothing."""
+    if targets is None:
+        assert default is not None
+        return [(s, default) for s in sites]
+    if callable(targets) and not isinstance(targets, Mapping):
+        assert default is not None
+        return [(s, default) for s in sites if targets(s.path, s.module)]
+    if isinstance(targets, Mapping):
+        patterns = _as_patterns(list(targets))
+        chosen: dict[str, Surrogate | None] = {p: get(v) for p, v in targets.items()}
+    else:
+        patterns = _as_patterns(targets)
+        chosen = dict.fromkeys(patterns, default)
+    selected, used = [], set()
+    for site in sites:
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(site.path, pattern):
+                used.add(pattern)
+                surrogate = chosen[pattern]
+                assert surrogate is not None
+                selected.append((site, surrogate))
+                break
+    unused = [p for p in patterns if p not in used]
+    available = ", ".join(_display(s.path) for s in sites)
+    if not selected:
+        raise NoNeuronsFoundError(
+            f"targets matched none of the {len(sites)} neuron sites",
+            got=targets,
+            allowed=f"glob patterns over these paths: {available}",
+            fix="fix the patterns (fnmatch syntax; '*' also matches dots), or leave targets=None for all",
+        )
+    if unused:
+        what = f"targets pattern(s) {unused} matched no neuron site"
+        if strict:
+            raise NoNeuronsFoundError(
+                what,
+                got=unused,
+                allowed=f"patterns over these paths: {available}",
+                fix="fix or drop those patterns, or pass strict=False to continue with the others",
+            )
+        warnings.warn(f"sg_stability: {what}; patching the other matches", PartialMatchWarning, stacklevel=3)
+    return selected
+
+
+def _shape_problems(site: NeuronSite, surrogate: Surrogate) -> list[Problem]:
+    shape = site.driver.neuron_shape()
+    if shape is None:
+        return []
+    problems = []
+    state = (2, *shape)  # a dummy batch dimension in front of the per-neuron shape
+    for name, value in surrogate.params().items():
+        if not isinstance(value, torch.Tensor) or value.numel() <= 1:
+            continue
+        try:
+            ok = torch.broadcast_shapes(value.shape, state) == torch.Size(state)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            problems.append(Problem(
+                site.path, f"per-neuron {name} of shape {tuple(value.shape)} does not broadcast to this "
+                f"layer's {shape} neurons", f"pass a tensor of shape {shape} (or a scalar)", site.kind))
+    return problems
+
+
+def patch(
+    model: nn.Module,
+    surrogate: str | Surrogate | None = None,
+    *,
+    targets: Targets = None,
+    strict: bool = True,
+    **params: Any,
+) -> PatchHandle:
+    """Replace the surrogate gradient of every spiking neuron in ``model``, in place, in one call.
+
+    ``surrogate`` is a family name (then ``params`` are its canonical parameters: ``dampening``,
+    ``sharpness`` and, for ``q_pseudospike``, ``tail``) or a :class:`~sg_stability.surrogates.Surrogate`.
+    ``targets`` restricts the sites: a glob on module paths, a list of globs, a callable
+    ``(path, module) -> bool``, or a mapping ``{glob: surrogate}`` that gives different surrogates to
+    different sites (first matching glob wins; ``params`` then apply to names in the mapping).
+
+    Every site is checked before anything changes; with ``strict=True`` (default) any problem raises
+    :class:`PreflightError` and the model is untouched; with ``strict=False`` those sites are skipped
+    with a warning. Spikes stay bit-identical (the framework's own Heaviside convention is kept).
+    Returns a :class:`PatchHandle`; ``handle.remove()`` restores the identical original objects.
+    """
+    _require_module(model, "patch")
+    if isinstance(targets, Mapping):
+        if surrogate is not None:
+            raise ConfigError(
+                "both surrogate= and a targets mapping were given",
+                got=raw(f"surrogate={surrogate!r}, targets={dict(targets)!r}"),
+                allowed="either surrogate= (with optional glob targets) or targets={glob: surrogate}",
+                fix="move the surrogate into the mapping, e.g. targets={'*': 'fast_sigmoid', ...}",
+            )
+        default = None
+        targets = {p: get(v, **params) if isinstance(v, str) else get(v) for p, v in targets.items()}
+    else:
+        if surrogate is None:
+            raise ConfigError(
+                "patch() needs a surrogate",
+                got=None,
+                allowed="a family name (e.g. 'fast_sigmoid'), a Surrogate instance, or targets={glob: surrogate}",
+                fix='sg.patch(model, surrogate="fast_sigmoid", dampening=0.3, sharpness=2.0)',
+            )
+        default = get(surrogate, **params)
+
+    sites = find_neurons(model)
+    if not sites:
+        raise _no_neurons(model)
+    selected = _select(sites, targets, default, strict)
+
+    live = [(s, slot) for s, _ in selected for slot, obj in s.driver.current().items()
+            if installed_by_live_handle(obj)]
+    if live:
+        names = ", ".join(_display(s.path) for s, _ in live)
+        raise AlreadyPatchedError(
+            f"the model is already patched by sg_stability at {len(live)} site(s): {names}",
+            got=raw(f"{type(model).__name__} with a live PatchHandle"),
+            allowed="a model (or sites) not patched by a live handle",
+            fix="remove the existing patch first: handle.remove() or sg.unpatch(model)",
+        )
+
+    problems: list[Problem] = []
+    for site, surr in selected:
+        problems += _shape_problems(site, surr) + site.driver.problems(surr, site.path)
+    if problems:
+        if strict or len({p.path for p in problems}) == len(selected):
+            raise PreflightError(problems, total_sites=len(selected))
+        bad = {p.path for p in problems}
+        selected = [(s, surr) for s, surr in selected if s.path not in bad]
+        warnings.warn(
+            "sg_stability: skipped " + "; ".join(p.render() for p in problems), SkippedSitesWarning, stacklevel=2
+        )
+
+    tx = Transaction()
+    records: list[SlotRecord] = []
+    notes: list[str] = []
+    for site, surr in selected:
+        before = {slot: read_native(obj) for slot, obj in site.driver.current().items()}
+        try:
+            installed = site.driver.install(surr, tx, site.path)
+        except Exception as exc:
+            tx.rollback()
+            raise AdapterError(
+                f"adapter {site.adapter!r} failed while patching {_display(site.path)} ({site.kind}); "
+                "every change was rolled back",
+                got=raw(f"{type(exc).__name__}: {exc}"),
+                allowed="adapters that install surrogates without raising",
+                fix=f"report this to the {site.adapter} adapter's authors; "
+                "meanwhile leave the site out with targets=",
+            ) from exc
+        for slot, obj in installed.items():
+            records.append(SlotRecord(site, slot, before[slot], obj))
+        note = getattr(site.driver, "note", None)
+        if note:
+            notes.append(f"{_display(site.path)}: {note}")
+    return PatchHandle(model, tx, records, problems, notes)
+
+
+def unpatch(model: nn.Module, *, force: bool = False) -> int:
+    """Remove every live patch of ``model``, newest first. Returns how many handles were removed."""
+    _require_module(model, "unpatch")
+    handles = live_handles(model)
+    for handle in reversed(handles):
+        handle.remove(force=force)
+    return len(handles)
+
+
+def is_patched(model: nn.Module) -> bool:
+    """True while ``model`` has a live sg_stability patch (a deepcopy of a patched model has none)."""
+    _require_module(model, "is_patched")
+    return bool(live_handles(model))

@@ -1,0 +1,122 @@
+"""What an adapter author imports: the hook marker, the site and driver types, and the transaction.
+
+An adapter is a module (or object) with ``@hookimpl`` functions for the hooks in
+:mod:`sg_stability.hookspecs`, registered through the ``sg_stability`` entry-point group. Its
+``sg_find_neuron`` hook returns a :class:`NeuronSite` whose :class:`NeuronDriver` does the per-site
+work: say what is wrong before anything changes (``problems``), and install a surrogate through a
+:class:`~sg_stability.Transaction` so that every change can be undone exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import pluggy
+from torch import nn
+
+from ._errors import Problem
+from ._transaction import Transaction
+from .surrogates._base import STRICT, Heaviside, Surrogate
+from .surrogates._native import NativeReading
+
+PROJECT = "sg_stability"
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = [
+    "AdapterInfo",
+    "CallPattern",
+    "Heaviside",
+    "NativeReading",
+    "NeuronDriver",
+    "NeuronSite",
+    "Problem",
+    "Transaction",
+    "hookimpl",
+]
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """Describes an adapter. ``framework`` is the import name of the framework it drives."""
+
+    name: str
+    framework: str
+    description: str = ""
+    tested_versions: str = ""
+
+    def framework_available(self) -> bool:
+        return importlib.util.find_spec(self.framework) is not None
+
+    def framework_version(self) -> str | None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(self.framework)
+        except PackageNotFoundError:
+            return None
+
+
+class CallPattern(NamedTuple):
+    """How a framework calls the surrogate during one forward of a neuron module.
+
+    ``calls_per_forward`` calls happen; only the call with index ``gradient_call`` carries gradient
+    (snnTorch calls ``spike_grad`` twice per step, the first time for the detached reset). Observers of
+    the surrogate (analyzers, diagnostics) count only that call, so each step is counted once.
+    ``multi_step`` is True when one call covers a whole sequence ``[T, B, ...]``.
+    """
+
+    calls_per_forward: int = 1
+    gradient_call: int = 0
+    multi_step: bool = False
+
+
+class NeuronDriver:
+    """Per-site behaviour. Subclass it in an adapter; the defaults cover the common case of a module
+    attribute (``slots``) that holds a callable surrogate."""
+
+    #: the framework's forward step convention; installed surrogates use it (spikes stay bit-identical)
+    heaviside: Heaviside = STRICT
+    #: names of the module attributes that hold surrogates
+    slots: tuple[str, ...] = ()
+    call_pattern: CallPattern = CallPattern()
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def current(self) -> dict[str, object]:
+        """The objects that currently sit in the surrogate slots."""
+        return {slot: getattr(self.module, slot) for slot in self.slots}
+
+    def neuron_shape(self) -> tuple[int, ...] | None:
+        """The per-neuron shape of the state (trailing dimensions) when it is known statically."""
+        return None
+
+    def problems(self, surrogate: Surrogate, path: str) -> list[Problem]:
+        """Everything that prevents installing ``surrogate`` here; must not mutate anything."""
+        return []
+
+    def install(self, surrogate: Surrogate, tx: Transaction, path: str) -> dict[str, object]:
+        """Install one new surrogate module per slot (never shared, never mutating the old one)."""
+        installed: dict[str, object] = {}
+        for slot in self.slots:
+            new = surrogate.replace(heaviside=self.heaviside)
+            new._site_path = path if len(self.slots) == 1 else f"{path}.{slot}"
+            tx.set(self.module, slot, new)
+            installed[slot] = new
+        return installed
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronSite:
+    """A spiking neuron module that an adapter claims, found at ``path`` in a model."""
+
+    path: str
+    module: nn.Module
+    adapter: str
+    kind: str
+    driver: NeuronDriver
+
+    def __repr__(self) -> str:
+        return f"NeuronSite({self.path!r}, {self.kind}, adapter={self.adapter!r})"

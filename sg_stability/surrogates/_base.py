@@ -1,0 +1,414 @@
+"""The canonical surrogate gradient: sigma'(v) = dampening * f(sharpness * v).
+
+Every family's unit shape f has f(0) = 1 and integral 1, so every surrogate has peak ``dampening``
+(gamma) and area ``dampening / sharpness`` (gamma / beta) -- the parametrisation of Herranz-Celotti &
+Rouat, "Stabilizing Spiking Neuron Training" (arXiv 2202.00282), which makes shapes comparable.
+
+A :class:`Surrogate` is an ``nn.Module`` (SpikingJelly requires one; snnTorch accepts any callable).
+Its forward is the Heaviside step in the convention of the framework it is installed in, and its
+backward is the canonical derivative. With ``spiking=False`` the forward is the smooth primitive
+sigma(v) = (gamma / beta) * Phi(beta * v), Phi being the CDF of f, and the backward is the same.
+
+Gradients with respect to learnable ``dampening``/``sharpness`` are those of the primitive, i.e. the
+surrogate treats the spike as sigma(v) for every gradient it defines (the convention of learnable
+surrogate methods); ``gradcheck`` on the smooth mode verifies all three gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .._errors import ConfigError, raw
+
+Param = float | Tensor
+
+
+class Heaviside(NamedTuple):
+    """The forward step convention of a framework.
+
+    ``inclusive``: fire at exactly zero (``v >= 0``, SpikingJelly) or not (``v > 0``, snnTorch, Norse).
+    ``float32``: always return float32 spikes (snnTorch's ``.float()``) instead of the input's dtype.
+    """
+
+    inclusive: bool = False
+    float32: bool = False
+
+    def __call__(self, x: Tensor) -> Tensor:
+        spikes = (x >= 0) if self.inclusive else (x > 0)
+        return spikes.to(torch.float32 if self.float32 else x.dtype)
+
+
+STRICT = Heaviside(inclusive=False, float32=False)
+
+
+@dataclass(frozen=True)
+class SurrogateDescription:
+    """Peak, half width at half maximum and area of sigma'(v) = gamma * f(beta * v), in units of v."""
+
+    family: str
+    peak: Param
+    hwhm: Param
+    area: Param
+    tail: float | None = None
+
+    def __str__(self) -> str:
+        def fmt(v: Param) -> str:
+            if isinstance(v, Tensor):
+                return f"tensor{tuple(v.shape)}" if v.numel() > 1 else f"{v.item():.4g}"
+            return f"{v:.4g}"
+
+        tail = f", tail={self.tail:.4g}" if self.tail is not None else ""
+        return f"{self.family}: peak={fmt(self.peak)}, hwhm={fmt(self.hwhm)}, area={fmt(self.area)}{tail}"
+
+
+_HALF_TYPES = (torch.float16, torch.bfloat16)
+
+
+def _make_function(family: type[Surrogate]) -> type[torch.autograd.Function]:
+    """One autograd Function per family: forward is the Heaviside step (or the primitive), backward
+    the canonical derivative. Only x is saved (plus tensor parameters, which already exist)."""
+
+    class _SurrogateFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(
+            ctx: Any,
+            x: Tensor,
+            gamma: Param,
+            beta: Param,
+            tail: float,
+            inclusive: bool,
+            float32: bool,
+            spiking: bool,
+        ) -> Tensor:
+            lean = spiking and family._lean_save is not None and not isinstance(gamma, Tensor) \
+                and not isinstance(beta, Tensor)
+            if lean:
+                ctx.save_for_backward(family._lean_save(x, beta), None, None)
+            else:
+                ctx.save_for_backward(
+                    x, gamma if isinstance(gamma, Tensor) else None, beta if isinstance(beta, Tensor) else None
+                )
+            ctx.lean = lean
+            ctx.scalars = (gamma if not isinstance(gamma, Tensor) else None,
+                           beta if not isinstance(beta, Tensor) else None, tail)
+            if spiking:
+                return Heaviside(inclusive, float32)(x)
+            with torch.no_grad():
+                return family._primitive(x, gamma, beta, tail)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+            saved, gamma_t, beta_t = ctx.saved_tensors
+            gamma_s, beta_s, tail = ctx.scalars
+            gamma = gamma_t if gamma_t is not None else gamma_s
+            beta = beta_t if beta_t is not None else beta_s
+            if ctx.lean:
+                return family._lean_backward(grad, saved, gamma), None, None, None, None, None, None
+            x = saved
+            in_dtype = x.dtype
+            if in_dtype in _HALF_TYPES:  # compute half types in float32: no overflow in x**2 etc.
+                x, grad = x.float(), grad.float()
+            elif grad.dtype != x.dtype:
+                grad = grad.to(x.dtype)
+            grad_x = grad_gamma = grad_beta = None
+            if ctx.needs_input_grad[0]:
+                grad_x = family._backward(grad, x, gamma, beta, tail).to(in_dtype)
+            if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+                cdf = family._cdf(beta * x, tail)
+                if ctx.needs_input_grad[1]:
+                    assert isinstance(gamma, Tensor)
+                    grad_gamma = (grad * cdf / beta).sum_to_size(gamma.shape).to(gamma.dtype)
+                if ctx.needs_input_grad[2]:
+                    assert isinstance(beta, Tensor)
+                    slope = x * family._derivative(x, 1.0, beta, tail)
+                    slope = torch.where(slope.isnan(), torch.zeros_like(slope), slope)  # inf * 0 far out
+                    d_beta = gamma * (slope / beta - cdf / (beta * beta))
+                    grad_beta = (grad * d_beta).sum_to_size(beta.shape).to(beta.dtype)
+            return grad_x, grad_gamma, grad_beta, None, None, None, None
+
+    _SurrogateFunction.__name__ = _SurrogateFunction.__qualname__ = f"{family.__name__}Function"
+    return _SurrogateFunction
+
+
+class Surrogate(nn.Module):
+    """Base class of the canonical surrogate families.
+
+    Subclasses set ``family`` and implement the unit shape as static methods of
+    ``(u, tail)``: ``_unit`` (f), ``_cdf`` (Phi(u) = 1/2 + G_1(u)), ``_moment`` (G_m) and
+    ``_hwhm_unit``. ``_derivative``/``_backward`` may be overridden with fused forms.
+    """
+
+    family: ClassVar[str] = ""
+    _param_names: ClassVar[tuple[str, ...]] = ("dampening", "sharpness")
+    _function: ClassVar[type[torch.autograd.Function]]
+    # Families whose backward needs only a boolean mask of x may save that instead of x.
+    _lean_save: ClassVar[Any] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.family:
+            cls._function = _make_function(cls)
+
+    def __init__(
+        self,
+        dampening: Param = 1.0,
+        sharpness: Param = 1.0,
+        *,
+        heaviside: Heaviside = STRICT,
+        spiking: bool = True,
+    ) -> None:
+        super().__init__()
+        if not self.family:
+            raise ConfigError(
+                "Surrogate is an abstract base class",
+                got=raw(type(self).__name__),
+                allowed="one of the families in sg_stability.surrogates.families()",
+                fix='use e.g. sg.surrogates.get("fast_sigmoid") or subclass Surrogate with a family name',
+            )
+        self.heaviside = Heaviside(*heaviside)
+        self.spiking = bool(spiking)
+        self.dampening = dampening
+        self.sharpness = sharpness
+
+    # -- parameters -------------------------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self)._param_names:
+            self._store_param(name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def _store_param(self, name: str, value: Any) -> None:
+        value = _validated(type(self), name, value)
+        for registry in (self._parameters, self._buffers, self.__dict__):
+            registry.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
+        if isinstance(value, nn.Parameter):
+            self.register_parameter(name, value)
+        elif isinstance(value, Tensor):
+            # Not persistent: a patched model's state_dict keeps the keys of the unpatched one.
+            self.register_buffer(name, value, persistent=False)
+        else:
+            object.__setattr__(self, name, value)
+
+    def params(self) -> dict[str, Param]:
+        """The canonical parameters by name (floats or the stored tensors themselves)."""
+        return {name: getattr(self, name) for name in type(self)._param_names}
+
+    def replace(self, **changes: Any) -> Surrogate:
+        """A new surrogate of the same family with some parameters or options changed.
+
+        Tensor parameters that are not changed are shared by reference (a learnable ``nn.Parameter``
+        stays the same object, so an optimizer that holds it keeps training it).
+        """
+        kwargs: dict[str, Any] = {**self.params(), "heaviside": self.heaviside, "spiking": self.spiking}
+        kwargs.update(changes)
+        return type(self)(**kwargs)
+
+    @property
+    def _tail_value(self) -> float:
+        return 0.0
+
+    # -- the module -------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        gamma, beta = self.dampening, self.sharpness
+        for name, p in (("dampening", gamma), ("sharpness", beta)):
+            if isinstance(p, Tensor) and p.dim() > 0 and p.numel() > 1:
+                _check_broadcast(self, name, p, x)
+        return self._function.apply(
+            x, gamma, beta, self._tail_value, self.heaviside.inclusive, self.heaviside.float32, self.spiking
+        )
+
+    def set_spiking_mode(self, spiking: bool) -> None:
+        """SpikingJelly's switch: ``False`` makes the forward the smooth primitive (ANN mode)."""
+        self.spiking = bool(spiking)
+
+    # -- pure functions of v (no autograd Function; for analysis and tests) ------------------------
+    def derivative(self, v: Tensor) -> Tensor:
+        """sigma'(v) = dampening * f(sharpness * v)."""
+        return type(self)._derivative(v, self.dampening, self.sharpness, self._tail_value)
+
+    def primitive(self, v: Tensor) -> Tensor:
+        """sigma(v) = (dampening / sharpness) * Phi(sharpness * v), the smooth step whose slope is sigma'."""
+        return type(self)._primitive(v, self.dampening, self.sharpness, self._tail_value)
+
+    def unit_shape(self, u: Tensor) -> Tensor:
+        """f(u), with f(0) = 1 and integral 1."""
+        return type(self)._unit(u, self._tail_value)
+
+    def moment(self, u: Tensor | float, m: int = 2) -> Tensor:
+        """G_m(u) = integral from 0 to u of f(t)**m dt (odd in u), closed form (paper.md section 3.4)."""
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ConfigError(
+                "moment order m must be a positive integer",
+                got=m,
+                allowed="m = 1, 2, 3, ...",
+                fix="pass m=1 for the mean, m=2 for the mean square",
+            )
+        u_t = torch.as_tensor(u, dtype=torch.float64 if not isinstance(u, Tensor) else None)
+        return type(self)._moment(u_t, m, self._tail_value)
+
+    def squared_integral(self) -> float:
+        """c_f = integral of f(u)**2 du (= 2 G_2(inf))."""
+        return float(2.0 * self.moment(math.inf, 2))
+
+    def describe(self) -> SurrogateDescription:
+        hwhm_unit = type(self)._hwhm_unit(self._tail_value)
+        return SurrogateDescription(
+            family=self.family,
+            peak=self.dampening,
+            hwhm=hwhm_unit / self.sharpness,
+            area=self.dampening / self.sharpness,
+            tail=self._tail_value if "tail" in type(self)._param_names else None,
+        )
+
+    def extra_repr(self) -> str:
+        parts = [f"{name}={_fmt_param(value)}" for name, value in self.params().items()]
+        if self.heaviside != STRICT:
+            parts.append(f"heaviside={'v>=0' if self.heaviside.inclusive else 'v>0'}"
+                         f"{',float32' if self.heaviside.float32 else ''}")
+        if not self.spiking:
+            parts.append("spiking=False")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    # -- family math (static; gamma/beta are floats or broadcastable tensors) ----------------------------
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - every registered family overrides it
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        raise NotImplementedError  # pragma: no cover
+
+    @classmethod
+    def _derivative(cls, x: Tensor, gamma: Param, beta: Param, tail: float) -> Tensor:
+        return cls._unit(x * beta, tail) * gamma
+
+    @classmethod
+    def _backward(cls, grad: Tensor, x: Tensor, gamma: Param, beta: Param, tail: float) -> Tensor:
+        return cls._derivative(x, gamma, beta, tail).mul_(grad)
+
+    @classmethod
+    def _primitive(cls, x: Tensor, gamma: Param, beta: Param, tail: float) -> Tensor:
+        return cls._cdf(x * beta, tail) * (gamma / beta)
+
+    @staticmethod
+    def _lean_backward(grad: Tensor, saved: Tensor, gamma: Param) -> Tensor:
+        raise NotImplementedError  # pragma: no cover - only families with _lean_save define it
+
+
+def _fmt_param(value: Param) -> str:
+    if isinstance(value, nn.Parameter):
+        return f"Parameter{tuple(value.shape)}" if value.numel() > 1 else f"Parameter({value.item():.4g})"
+    if isinstance(value, Tensor):
+        return f"tensor{tuple(value.shape)}" if value.numel() > 1 else f"tensor({value.item():.4g})"
+    return f"{value:g}"
+
+
+_ALLOWED = {
+    "dampening": "a positive finite float, or a tensor (or nn.Parameter) of positive finite values "
+    "broadcastable to the neuron's state",
+    "sharpness": "a positive finite float, or a tensor (or nn.Parameter) of positive finite values "
+    "broadcastable to the neuron's state",
+    "tail": "a finite float q > 1 (q = 2 is fast_sigmoid; q -> inf approaches exponential)",
+}
+
+
+def _validated(cls: type[Surrogate], name: str, value: Any) -> Param:
+    family = cls.family or cls.__name__
+    symbol = {"dampening": "gamma", "sharpness": "beta", "tail": "q"}[name]
+    if name == "tail":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(
+                f"{family}: tail must be a Python number",
+                got=value,
+                allowed=_ALLOWED[name],
+                fix="pass tail=1.5 (a float); per-neuron tails are not supported",
+            )
+        q = float(value)
+        if not math.isfinite(q) or q <= 1.0:
+            raise ConfigError(
+                f"{family}: tail q must be finite and greater than 1 (the shape is not integrable for q <= 1)",
+                got=value,
+                allowed=_ALLOWED[name],
+                fix="use e.g. tail=1.56 (the paper's default) or tail=2.0",
+            )
+        return q
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise ConfigError(
+                f"{family}: {name} ({symbol}) must be a floating-point tensor",
+                got=raw(f"tensor of dtype {value.dtype}"),
+                allowed=_ALLOWED[name],
+                fix=f"convert it, e.g. {name}=t.float()",
+            )
+        data = value.detach()
+        bad = ~torch.isfinite(data) | (data <= 0)
+        if bool(bad.any()):
+            first = data[bad].flatten()[0].item()
+            raise ConfigError(
+                f"{family}: every element of {name} ({symbol}) must be finite and > 0; "
+                f"{int(bad.sum())} of {data.numel()} are not",
+                got=raw(f"tensor{tuple(data.shape)} containing {first!r}"),
+                allowed=_ALLOWED[name],
+                fix=f"clamp it, e.g. {name}=t.clamp_min(1e-3)",
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"{family}: {name} ({symbol}) has the wrong type",
+            got=value,
+            allowed=_ALLOWED[name],
+            fix=f"pass {name}=0.5 or a torch tensor",
+        )
+    v = float(value)
+    if math.isnan(v):
+        raise ConfigError(
+            f"{family}: {name} ({symbol}) is NaN",
+            got=value,
+            allowed=_ALLOWED[name],
+            fix=f"check where {name} was computed; e.g. {name}=1.0",
+        )
+    if not math.isfinite(v) or v <= 0:
+        raise ConfigError(
+            f"{family}: {name} ({symbol}) must be finite and > 0",
+            got=value,
+            allowed=_ALLOWED[name],
+            fix=f"use a positive value, e.g. {name}=1.0"
+            + ("; dampening is the peak height of sigma'" if name == "dampening" else
+               "; sharpness is the inverse width of sigma'"),
+        )
+    return v
+
+
+def _check_broadcast(surrogate: Surrogate, name: str, p: Tensor, x: Tensor) -> None:
+    try:
+        ok = torch.broadcast_shapes(p.shape, x.shape) == x.shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        where = getattr(surrogate, "_site_path", None)
+        at = f" at neuron site {where!r}" if where else ""
+        raise ConfigError(
+            f"{surrogate.family}: per-neuron {name} of shape {tuple(p.shape)} does not broadcast to the "
+            f"neuron state of shape {tuple(x.shape)}{at}",
+            got=raw(f"{name} shape {tuple(p.shape)}"),
+            allowed=f"a shape that broadcasts to {tuple(x.shape)} without changing it, e.g. "
+            f"{tuple(x.shape[-1:])} for one value per neuron of the last dimension",
+            fix=f"build {name} with one entry per neuron (for conv layers, shape (C, 1, 1))",
+        )

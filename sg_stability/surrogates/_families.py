@@ -1,0 +1,291 @@
+"""The eight canonical families of decisions D2 (formulas: paper.md section 2 and 3.4).
+
+Each unit shape f has f(0) = 1 and integral 1. ``_cdf`` is Phi(u) = 1/2 + G_1(u); ``_moment`` is
+G_m(u) = integral_0^u f(t)^m dt in closed form. Every formula is written to stay finite for
+|u| up to inf: no inf - inf, no inf / inf, no 0 * inf.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ._base import STRICT, Heaviside, Param, Surrogate
+
+_PI = math.pi
+
+
+def _signed(u: Tensor, magnitude: Tensor) -> Tensor:
+    return torch.sign(u) * magnitude
+
+
+class Rectangular(Surrogate):
+    """f(u) = 1 if |u| < 1/2 else 0 (a boxcar of width 1/beta)."""
+
+    family = "rectangular"
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        return (u.abs() < 0.5).to(u.dtype)
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        return (u + 0.5).clamp(0.0, 1.0)
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        return u.clamp(-0.5, 0.5)
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        return 0.5
+
+    @staticmethod
+    def _lean_save(x: Tensor, beta: float) -> Tensor:
+        return x.abs() < 0.5 / beta  # one byte per element instead of x
+
+    @staticmethod
+    def _lean_backward(grad: Tensor, saved: Tensor, gamma: Param) -> Tensor:
+        return torch.where(saved, grad * gamma, torch.zeros((), dtype=grad.dtype, device=grad.device))
+
+
+class Triangular(Surrogate):
+    """f(u) = max(1 - |u|, 0) (Bellec et al. 2018 style)."""
+
+    family = "triangular"
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        return (1.0 - u.abs()).clamp_min(0.0)
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        return 0.5 + Triangular._moment(u, 1, tail)
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        inside = 1.0 - u.abs().clamp_max(1.0)
+        return _signed(u, (1.0 - inside ** (m + 1)) / (m + 1))
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        return 0.5
+
+
+class Exponential(Surrogate):
+    """f(u) = exp(-2|u|) (the q -> inf limit of the q-PseudoSpike)."""
+
+    family = "exponential"
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        return torch.exp(u.abs() * -2.0)
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        return 0.5 + Exponential._moment(u, 1, tail)
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        return _signed(u, -torch.expm1(u.abs() * (-2.0 * m)) / (2.0 * m))
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        return math.log(2.0) / 2.0
+
+
+class Gaussian(Surrogate):
+    """f(u) = exp(-pi u^2)."""
+
+    family = "gaussian"
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        return torch.exp(u.square() * -_PI)
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        return 0.5 + 0.5 * torch.erf(u * math.sqrt(_PI))
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        return torch.erf(u * math.sqrt(m * _PI)) / (2.0 * math.sqrt(m))
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        return math.sqrt(math.log(2.0) / _PI)
+
+
+class Sigmoid(Surrogate):
+    """f(u) = sech^2(2u) = 4 s(4u) (1 - s(4u)), the derivative of the logistic sigmoid s."""
+
+    family = "sigmoid"
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        e = torch.exp(u.abs() * -4.0)  # in (0, 1]: no overflow for any u
+        return 4.0 * e / (1.0 + e).square()
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        return torch.sigmoid(4.0 * u)
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        # integral of sech^{2m}(2t) dt = 1/2 integral_0^{tanh 2u} (1 - w^2)^{m-1} dw
+        w = torch.tanh(2.0 * u)
+        total = torch.zeros_like(w)
+        for k in range(m):
+            total = total + math.comb(m - 1, k) * (-1) ** k * w ** (2 * k + 1) / (2 * k + 1)
+        return 0.5 * total
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        return math.asinh(1.0) / 2.0
+
+
+class QPseudoSpike(Surrogate):
+    """f(u) = (1 + 2|u| / (q - 1))^(-q): the paper's q-PseudoSpike, tail fatness q > 1.
+
+    q = 2 is ``fast_sigmoid``; q -> inf approaches ``exponential``; q -> 1+ is very peaked with a
+    fat power-law tail. Computed in log space. Default q = 1.56 (the reference code's default).
+    """
+
+    family = "q_pseudospike"
+    _param_names: ClassVar[tuple[str, ...]] = ("dampening", "sharpness", "tail")
+
+    def __init__(
+        self,
+        dampening: Param = 1.0,
+        sharpness: Param = 1.0,
+        tail: float = 1.56,
+        *,
+        heaviside: Heaviside = STRICT,
+        spiking: bool = True,
+    ) -> None:
+        self.__dict__["tail"] = 1.56  # placeholder so _tail_value works during base __init__
+        super().__init__(dampening, sharpness, heaviside=heaviside, spiking=spiking)
+        self.tail = tail
+
+    @property
+    def _tail_value(self) -> float:
+        return self.__dict__["tail"]
+
+    @staticmethod
+    def _log_base(u: Tensor, q: float) -> Tensor:
+        return torch.log1p(u.abs() * (2.0 / (q - 1.0)))
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        return torch.exp(QPseudoSpike._log_base(u, tail) * -tail)
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        return 0.5 + QPseudoSpike._moment(u, 1, tail)
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        q = tail
+        rest = -torch.expm1(QPseudoSpike._log_base(u, q) * (1.0 - m * q))
+        return _signed(u, rest * ((q - 1.0) / (2.0 * (m * q - 1.0))))
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        return (tail - 1.0) * (2.0 ** (1.0 / tail) - 1.0) / 2.0
+
+
+class FastSigmoid(QPseudoSpike):
+    """f(u) = (1 + 2|u|)^(-2): the derivative of the fast sigmoid (SuperSpike shape), q-PseudoSpike at q = 2.
+
+    The paper's recommended default family.
+    """
+
+    family = "fast_sigmoid"
+    _param_names = ("dampening", "sharpness")
+
+    def __init__(
+        self,
+        dampening: Param = 1.0,
+        sharpness: Param = 1.0,
+        *,
+        heaviside: Heaviside = STRICT,
+        spiking: bool = True,
+    ) -> None:
+        Surrogate.__init__(self, dampening, sharpness, heaviside=heaviside, spiking=spiking)
+
+    @property
+    def _tail_value(self) -> float:
+        return 2.0
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        return torch.reciprocal(u.abs() * 2.0 + 1.0).square()
+
+    @classmethod
+    def _backward(cls, grad: Tensor, x: Tensor, gamma: Param, beta: Param, tail: float) -> Tensor:
+        if isinstance(gamma, Tensor) or isinstance(beta, Tensor):
+            return super()._backward(grad, x, gamma, beta, tail)
+        # gamma / (1 + 2 beta |x|)^2 = grad / r^2 with r = (1 + 2 beta |x|) / sqrt(gamma): 4 passes
+        r = x.abs().mul_(2.0 * beta / math.sqrt(gamma)).add_(1.0 / math.sqrt(gamma))
+        return grad / r.square_()
+
+
+class ATan(Surrogate):
+    """f(u) = 1 / (1 + (pi u)^2): the derivative of the arctangent step (snnTorch's default shape)."""
+
+    family = "atan"
+
+    @staticmethod
+    def _unit(u: Tensor, tail: float) -> Tensor:
+        return torch.reciprocal((u * _PI).square() + 1.0)
+
+    @staticmethod
+    def _cdf(u: Tensor, tail: float) -> Tensor:
+        return 0.5 + torch.atan(u * _PI) / _PI
+
+    @staticmethod
+    def _moment(u: Tensor, m: int, tail: float) -> Tensor:
+        # substitute pi t = tan(theta): integral_0^u f^m = (1/pi) integral_0^theta cos^{2m-2}(phi) dphi,
+        # J_n = cos^{2n-1} sin / (2n) + (2n-1)/(2n) J_{n-1}, J_0 = theta; theta is bounded, so finite.
+        theta = torch.atan(u * _PI)
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        j = theta
+        for n in range(1, m):
+            j = cos ** (2 * n - 1) * sin / (2 * n) + (2 * n - 1) / (2 * n) * j
+        return j / _PI
+
+    @staticmethod
+    def _hwhm_unit(tail: float) -> float:
+        return 1.0 / _PI
+
+    @classmethod
+    def _backward(cls, grad: Tensor, x: Tensor, gamma: Param, beta: Param, tail: float) -> Tensor:
+        if isinstance(gamma, Tensor) or isinstance(beta, Tensor):
+            return super()._backward(grad, x, gamma, beta, tail)
+        # gamma / (1 + (pi beta x)^2) = grad / (x^2 (pi beta)^2 / gamma + 1 / gamma): 4 passes
+        denom = x.square().mul_((_PI * beta) ** 2 / gamma).add_(1.0 / gamma)
+        return grad / denom
+
+
+BUILTIN_FAMILIES: tuple[type[Surrogate], ...] = (
+    Rectangular, Triangular, Exponential, Gaussian, Sigmoid, FastSigmoid, QPseudoSpike, ATan,
+)
+
+ALIASES: dict[str, str] = {
+    "rect": "rectangular",
+    "boxcar": "rectangular",
+    "triangle": "triangular",
+    "exp": "exponential",
+    "gauss": "gaussian",
+    "dsigmoid": "sigmoid",
+    "fastsigmoid": "fast_sigmoid",
+    "superspike": "fast_sigmoid",
+    "qpseudospike": "q_pseudospike",
+    "q_ps": "q_pseudospike",
+    "qps": "q_pseudospike",
+    "arctan": "atan",
+}
+

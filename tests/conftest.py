@@ -1,0 +1,34 @@
+"""Test configuration: stray third-party plugins cannot change results; versions in the header."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+
+os.environ.setdefault("SG_STABILITY_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+import pytest
+import torch
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    names = ["torch", "snntorch", "spikingjelly", "norse", "pluggy", "hypothesis"]
+    return [
+        "sg-stability versions: " + ", ".join(f"{n} {version(n)}" for n in names),
+        f"CUDA available: {torch.cuda.is_available()}",
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu); none is available here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

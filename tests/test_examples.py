@@ -1,0 +1,36 @@
+"""The example and the benchmark script run end to end at toy size (no timing assertions)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("snntorch")
+
+
+def run(*args: str) -> str:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_quickstart_trains_both_runs_and_writes_the_plot(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    stdout = run("examples/quickstart.py", "--epochs", "1", "--steps", "5", "--out", str(tmp_path))
+    assert "snnTorch default: atan(alpha=2)" in stdout and "sg.patch: fast_sigmoid" in stdout
+    assert "2 neuron sites patched" in stdout
+    png = tmp_path / "quickstart_surrogates.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_snntorch_benchmark_script_runs(tmp_path):
+    stdout = run("benchmarks/bench_snntorch_surrogate.py", "--rounds", "2", "--warmup", "0", "--steps", "4",
+                 "--inputs", "20", "--hidden", "16", "--outputs", "3", "--batch", "4")
+    for name in ("native", "sg atan", "sg fsig"):
+        assert name in stdout
+    assert "time ratio" in stdout and "peak ratio" in stdout
