@@ -21,6 +21,7 @@ from sg_stability.adapter_api import (
     NativeReading,
     NeuronDriver,
     NeuronSite,
+    PatchOptions,
     Problem,
     hookimpl,
 )
@@ -48,11 +49,11 @@ class SnnTorchDriver(NeuronDriver):
     def __init__(self, module: nn.Module, snn_class: str) -> None:
         super().__init__(module)
         if snn_class in _ONE_CALL_MULTI_STEP:
-            self.call_pattern = CallPattern(calls_per_forward=1, gradient_call=0, multi_step=True)
+            self.call_pattern = CallPattern(calls_per_step=1, spike_call=0, whole_sequence=True)
         elif snn_class in _ONE_CALL_PER_STEP:
-            self.call_pattern = CallPattern(calls_per_forward=1, gradient_call=0)
+            self.call_pattern = CallPattern(calls_per_step=1, spike_call=0)
         else:  # mem_reset(previous mem), detached, then fire(new mem)
-            self.call_pattern = CallPattern(calls_per_forward=2, gradient_call=1)
+            self.call_pattern = CallPattern(calls_per_step=2, spike_call=1)
 
     def neuron_shape(self) -> tuple[int, ...] | None:
         m = self.module
@@ -65,7 +66,7 @@ class SnnTorchDriver(NeuronDriver):
             return (linear.out_features,)
         return None
 
-    def problems(self, surrogate: Surrogate, path: str) -> list[Problem]:
+    def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         if getattr(self.module, "surrogate_disable", False):
             return [Problem(
                 path,

@@ -30,7 +30,7 @@ from ._errors import (
 )
 from ._handle import PatchHandle, SlotRecord, _display, installed_by_live_handle, live_handles
 from ._transaction import Transaction
-from .adapter_api import AdapterInfo, NeuronSite
+from .adapter_api import AdapterInfo, NeuronSite, PatchOptions
 from .surrogates._base import Surrogate
 from .surrogates._native import read_native
 from .surrogates._registry import get
@@ -173,6 +173,7 @@ def patch(
     *,
     targets: Targets = None,
     strict: bool = True,
+    builtin: bool = True,
     **params: Any,
 ) -> PatchHandle:
     """Replace the surrogate gradient of every spiking neuron in ``model``, in place, in one call.
@@ -186,6 +187,8 @@ def patch(
     Every site is checked before anything changes; with ``strict=True`` (default) any problem raises
     :class:`PreflightError` and the model is untouched; with ``strict=False`` those sites are skipped
     with a warning. Spikes stay bit-identical (the framework's own Heaviside convention is kept).
+    ``builtin=True`` lets an adapter install the framework's own surrogate class when it is exactly the
+    requested one (SpikingJelly 2.0 then keeps its fused kernels); ``False`` always installs ours.
     Returns a :class:`PatchHandle`; ``handle.remove()`` restores the identical original objects.
     """
     _require_module(model, "patch")
@@ -225,9 +228,10 @@ def patch(
             fix="remove the existing patch first: handle.remove() or sg.unpatch(model)",
         )
 
+    options = PatchOptions(builtin=bool(builtin))
     problems: list[Problem] = []
     for site, surr in selected:
-        problems += _shape_problems(site, surr) + site.driver.problems(surr, site.path)
+        problems += _shape_problems(site, surr) + site.driver.problems(surr, site.path, options)
     if problems:
         if strict or len({p.path for p in problems}) == len(selected):
             raise PreflightError(problems, total_sites=len(selected))
@@ -243,7 +247,7 @@ def patch(
     for site, surr in selected:
         before = {slot: read_native(obj) for slot, obj in site.driver.current().items()}
         try:
-            installed = site.driver.install(surr, tx, site.path)
+            installed = site.driver.install(surr, tx, site.path, options)
         except Exception as exc:
             tx.rollback()
             raise AdapterError(

@@ -25,12 +25,14 @@ PROJECT = "sg_stability"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 __all__ = [
+    "STRICT",
     "AdapterInfo",
     "CallPattern",
     "Heaviside",
     "NativeReading",
     "NeuronDriver",
     "NeuronSite",
+    "PatchOptions",
     "Problem",
     "Transaction",
     "hookimpl",
@@ -59,17 +61,30 @@ class AdapterInfo:
 
 
 class CallPattern(NamedTuple):
-    """How a framework calls the surrogate during one forward of a neuron module.
+    """How a framework calls the surrogate for one time step of a neuron.
 
-    ``calls_per_forward`` calls happen; only the call with index ``gradient_call`` carries gradient
-    (snnTorch calls ``spike_grad`` twice per step, the first time for the detached reset). Observers of
-    the surrogate (analyzers, diagnostics) count only that call, so each step is counted once.
-    ``multi_step`` is True when one call covers a whole sequence ``[T, B, ...]``.
+    ``calls_per_step`` calls happen per step; the call with index ``spike_call`` is the one whose input
+    is the membrane minus threshold and whose output is the spike (snnTorch first calls ``spike_grad``
+    on the previous membrane for its detached reset; Norse's refractory cells call the threshold a
+    second time on the refractory counter). Observers of the surrogate (analyzers, diagnostics) count
+    only the spike call, so each step is counted once. ``whole_sequence`` is True when one call covers
+    a whole ``[T, B, ...]`` sequence.
     """
 
-    calls_per_forward: int = 1
-    gradient_call: int = 0
-    multi_step: bool = False
+    calls_per_step: int = 1
+    spike_call: int = 0
+    whole_sequence: bool = False
+
+
+@dataclass(frozen=True)
+class PatchOptions:
+    """Options of one ``sg.patch`` call that reach every driver.
+
+    ``builtin``: install the framework's own surrogate class when it computes exactly the requested
+    surrogate (keeps SpikingJelly 2.0's fused kernels); ``False`` installs sg_stability modules everywhere.
+    """
+
+    builtin: bool = True
 
 
 class NeuronDriver:
@@ -93,19 +108,24 @@ class NeuronDriver:
         """The per-neuron shape of the state (trailing dimensions) when it is known statically."""
         return None
 
-    def problems(self, surrogate: Surrogate, path: str) -> list[Problem]:
+    def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         """Everything that prevents installing ``surrogate`` here; must not mutate anything."""
         return []
 
-    def install(self, surrogate: Surrogate, tx: Transaction, path: str) -> dict[str, object]:
+    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> dict[str, object]:
         """Install one new surrogate module per slot (never shared, never mutating the old one)."""
         installed: dict[str, object] = {}
         for slot in self.slots:
-            new = surrogate.replace(heaviside=self.heaviside)
-            new._site_path = path if len(self.slots) == 1 else f"{path}.{slot}"
+            new = self.bind(surrogate, path, slot)
             tx.set(self.module, slot, new)
             installed[slot] = new
         return installed
+
+    def bind(self, surrogate: Surrogate, path: str, slot: str) -> Surrogate:
+        """A new instance of ``surrogate`` in this framework's forward convention, named after its site."""
+        new = surrogate.replace(heaviside=self.heaviside)
+        new._site_path = path if len(self.slots) <= 1 else f"{path}.{slot}"
+        return new
 
 
 @dataclass(frozen=True, eq=False)

@@ -36,6 +36,8 @@ DISTRIBUTION = "sg-stability"
 # package registers the same modules through its entry points (pyproject.toml).
 _SOURCE_TREE_ADAPTERS = {
     "snntorch": "sg_stability.adapters.snntorch",
+    "spikingjelly": "sg_stability.adapters.spikingjelly",
+    "norse": "sg_stability.adapters.norse",
 }
 
 __all__ = [

@@ -12,7 +12,9 @@ Checked, for every neuron site the adapters claim:
 1. patching then removing at once leaves every module attribute the identical object it was;
 2. after patching, the forward output is bitwise unchanged (the Heaviside convention is kept);
 3. every installed surrogate is called, and the gradient it passes back equals
-   ``surrogate.derivative(v) * incoming_gradient`` for the exact ``v`` it received;
+   ``surrogate.derivative(v) * incoming_gradient`` for the exact ``v`` it received; where an adapter
+   installed the framework's own class instead (SpikingJelly's fused built-ins), the model's gradients
+   equal those of a ``builtin=False`` patch (our module on the framework's reference path);
 4. patching keeps the ``state_dict`` keys; patch + remove keeps its tensors; after ``remove()``, outputs
    and parameter gradients are bitwise equal to the unpatched model's and the surrogate slots hold
    the original objects;
@@ -110,6 +112,7 @@ class ConformanceReport:
     calls: dict[str, int]
     gradient_checks: dict[str, int]
     failures: list[str] = field(default_factory=list)
+    framework_classes: list[str] = field(default_factory=list)  # sites checked against our reference path
 
     @property
     def ok(self) -> bool:
@@ -119,6 +122,8 @@ class ConformanceReport:
         head = f"sg_stability conformance: {'PASS' if self.ok else 'FAIL'} on {len(self.sites)} sites"
         rows = [f"  {s}: {self.calls.get(s, 0)} calls, {self.gradient_checks.get(s, 0)} gradients checked"
                 for s in self.calls]
+        rows += [f"  {s}: framework's own surrogate class, gradients equal to our reference path"
+                 for s in self.framework_classes]
         return "\n".join([head, *rows, *(f"  FAIL: {f}" for f in self.failures)])
 
 
@@ -166,9 +171,10 @@ def verify_patch(
 
     handle = patch(model, surrogate, **params)
     installed = {k: v for k, v in handle.surrogates.items() if isinstance(v, Surrogate)}
+    framework_own = sorted(k for k, v in handle.surrogates.items() if not isinstance(v, Surrogate))
     probe = SurrogateProbe(installed)
     try:
-        out1, _ = _forward_backward(model, run)
+        out1, grads1 = _forward_backward(model, run)
     finally:
         probe.close()
     if not torch.equal(out0, out1):
@@ -176,6 +182,19 @@ def verify_patch(
     failures += probe.mismatches
     failures += [f"{name}: surrogate never called" for name, n in probe.calls.items() if n == 0]
     failures += [f"{name}: no gradient flowed through the surrogate" for name, n in probe.checked.items() if n == 0]
+    if framework_own:
+        # The framework's own class was installed (e.g. to keep fused kernels): its gradients must equal
+        # those of our module on the framework's reference path.
+        handle.remove()
+        with patch(model, surrogate, builtin=False, **params):
+            out_ref, grads_ref = _forward_backward(model, run)
+        if not torch.equal(out_ref, out1):
+            failures.append(f"{framework_own}: forward differs between the framework's class and ours")
+        differ = [k for k in grads_ref if k not in grads1 or not torch.allclose(grads1[k], grads_ref[k], rtol=1e-4,
+                                                                                 atol=1e-6)]
+        if differ:
+            failures.append(f"{framework_own}: gradients of the framework's own class differ from ours on {differ}")
+        handle = patch(model, surrogate, **params)
     try:
         patch(model, surrogate, **params)
         failures.append("patching twice did not raise AlreadyPatchedError")
@@ -196,7 +215,7 @@ def verify_patch(
     if bad or grads0.keys() != grads2.keys():
         failures.append(f"gradients after remove() differ from the unpatched model: {bad}")
 
-    report = ConformanceReport(paths, dict(probe.calls), dict(probe.checked), failures)
+    report = ConformanceReport(paths, dict(probe.calls), dict(probe.checked), failures, framework_own)
     if raise_on_failure and failures:
         raise AssertionError(str(report))
     return report

@@ -34,3 +34,12 @@ def test_snntorch_benchmark_script_runs(tmp_path):
     for name in ("native", "sg atan", "sg fsig"):
         assert name in stdout
     assert "time ratio" in stdout and "peak ratio" in stdout
+
+
+def test_framework_benchmark_script_runs():
+    pytest.importorskip("spikingjelly")
+    pytest.importorskip("norse")
+    stdout = run("benchmarks/bench_frameworks.py", "--rounds", "2", "--warmup", "0", "--steps", "4",
+                 "--inputs", "20", "--hidden", "16", "--outputs", "3", "--batch", "4")
+    assert "=== spikingjelly" in stdout and "=== norse" in stdout
+    assert "sg sigmoid -> built-in" in stdout and "no target" in stdout

@@ -33,15 +33,15 @@ class ToyDriver(NeuronDriver):
     fail_on: ClassVar[set[str]] = set()  # paths whose install raises (to test rollback)
     refuse: ClassVar[set[str]] = set()  # paths that report a preflight problem
 
-    def problems(self, surrogate, path):
+    def problems(self, surrogate, path, options):
         if path in self.refuse:
             return [Problem(path, "this toy site refuses", "leave it out", "toy.ToyNeuron")]
         return []
 
-    def install(self, surrogate, tx, path):
+    def install(self, surrogate, tx, path, options):
         if path in self.fail_on:
             raise RuntimeError(f"toy install failure at {path}")
-        return super().install(surrogate, tx, path)
+        return super().install(surrogate, tx, path, options)
 
 
 class ToyAdapter:

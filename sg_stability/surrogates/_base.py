@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .._errors import ConfigError, raw
+from ._cuda import CudaCodegen
 
 Param = float | Tensor
 
@@ -223,6 +224,17 @@ class Surrogate(nn.Module):
             x, gamma, beta, self._tail_value, self.heaviside.inclusive, self.heaviside.float32, self.spiking
         )
 
+    # -- CUDA source (SpikingJelly's CuPy backend) -----------------------------------------------------
+    @property
+    def cuda_codes(self) -> CudaCodegen:
+        """``cuda_codes(y, x, dtype)`` for SpikingJelly's CuPy kernels, ``dtype`` in ``{'float', 'half2'}``."""
+        return CudaCodegen(self, legacy=False)
+
+    @property
+    def cuda_code(self) -> CudaCodegen:
+        """The older ``cuda_code(x, y, dtype)`` (``'fp32'``/``'fp16'``) of SpikingJelly's QIF/EIF/Izhikevich kernels."""
+        return CudaCodegen(self, legacy=True)
+
     def set_spiking_mode(self, spiking: bool) -> None:
         """SpikingJelly's switch: ``False`` makes the forward the smooth primitive (ANN mode)."""
         self.spiking = bool(spiking)
@@ -310,6 +322,11 @@ class Surrogate(nn.Module):
     @staticmethod
     def _lean_backward(grad: Tensor, saved: Tensor, gamma: Param) -> Tensor:
         raise NotImplementedError  # pragma: no cover - only families with _lean_save define it
+
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        """C statements (temporaries prefixed ``p``) and an expression for gamma * f(beta * x), in float."""
+        raise NotImplementedError  # pragma: no cover
 
 
 def _fmt_param(value: Param) -> str:

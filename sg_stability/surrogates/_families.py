@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ._base import STRICT, Heaviside, Param, Surrogate
+from ._cuda import literal
 
 _PI = math.pi
 
@@ -52,6 +53,11 @@ class Rectangular(Surrogate):
         return torch.where(saved, grad * gamma, torch.zeros((), dtype=grad.dtype, device=grad.device))
 
 
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        return "", f"(fabsf({x}) < {literal(0.5 / beta)} ? {literal(gamma)} : 0.0f)"
+
+
 class Triangular(Surrogate):
     """f(u) = max(1 - |u|, 0) (Bellec et al. 2018 style)."""
 
@@ -73,6 +79,11 @@ class Triangular(Surrogate):
     @staticmethod
     def _hwhm_unit(tail: float) -> float:
         return 0.5
+
+
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        return "", f"{literal(gamma)} * fmaxf(1.0f - {literal(beta)} * fabsf({x}), 0.0f)"
 
 
 class Exponential(Surrogate):
@@ -97,6 +108,11 @@ class Exponential(Surrogate):
         return math.log(2.0) / 2.0
 
 
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        return "", f"{literal(gamma)} * expf({literal(-2.0 * beta)} * fabsf({x}))"
+
+
 class Gaussian(Surrogate):
     """f(u) = exp(-pi u^2)."""
 
@@ -117,6 +133,12 @@ class Gaussian(Surrogate):
     @staticmethod
     def _hwhm_unit(tail: float) -> float:
         return math.sqrt(math.log(2.0) / _PI)
+
+
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        return (f"const float {p}u = {literal(beta)} * ({x});",
+                f"{literal(gamma)} * expf({literal(-_PI)} * {p}u * {p}u)")
 
 
 class Sigmoid(Surrogate):
@@ -145,6 +167,12 @@ class Sigmoid(Surrogate):
     @staticmethod
     def _hwhm_unit(tail: float) -> float:
         return math.asinh(1.0) / 2.0
+
+
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        return (f"const float {p}e = expf({literal(-4.0 * beta)} * fabsf({x}));",
+                f"{literal(4.0 * gamma)} * {p}e / ((1.0f + {p}e) * (1.0f + {p}e))")
 
 
 class QPseudoSpike(Surrogate):
@@ -197,6 +225,12 @@ class QPseudoSpike(Surrogate):
         return (tail - 1.0) * (2.0 ** (1.0 / tail) - 1.0) / 2.0
 
 
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        q = tail
+        return "", f"{literal(gamma)} * expf({literal(-q)} * log1pf({literal(2.0 * beta / (q - 1.0))} * fabsf({x})))"
+
+
 class FastSigmoid(QPseudoSpike):
     """f(u) = (1 + 2|u|)^(-2): the derivative of the fast sigmoid (SuperSpike shape), q-PseudoSpike at q = 2.
 
@@ -231,6 +265,12 @@ class FastSigmoid(QPseudoSpike):
         # gamma / (1 + 2 beta |x|)^2 = grad / r^2 with r = (1 + 2 beta |x|) / sqrt(gamma): 4 passes
         r = x.abs().mul_(2.0 * beta / math.sqrt(gamma)).add_(1.0 / math.sqrt(gamma))
         return grad / r.square_()
+
+
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        return (f"const float {p}r = 1.0f / (1.0f + {literal(2.0 * beta)} * fabsf({x}));",
+                f"{literal(gamma)} * {p}r * {p}r")
 
 
 class ATan(Surrogate):
@@ -268,6 +308,12 @@ class ATan(Surrogate):
         # gamma / (1 + (pi beta x)^2) = grad / (x^2 (pi beta)^2 / gamma + 1 / gamma): 4 passes
         denom = x.square().mul_((_PI * beta) ** 2 / gamma).add_(1.0 / gamma)
         return grad / denom
+
+
+    @staticmethod
+    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+        return (f"const float {p}u = {literal(_PI * beta)} * ({x});",
+                f"{literal(gamma)} / (1.0f + {p}u * {p}u)")
 
 
 BUILTIN_FAMILIES: tuple[type[Surrogate], ...] = (

@@ -1,0 +1,314 @@
+"""Norse adapter: every Norse module whose parameter record carries a surrogate ``method``.
+
+Norse has no surrogate object: a string ``p.method`` plus ``p.alpha`` in an immutable parameter record
+picks one of a closed set inside the module-global ``threshold(x, method, alpha)``, which eleven
+functional modules import by name (shared/spec/frameworks.md section 4). Norse's globals are never
+touched. Instead, per patched module:
+
+- ``p`` is replaced by ``p._replace(method="sg_stability", alpha=<our surrogate module>)`` (nested
+  records such as ``p.lif`` of the refractory cells included);
+- the module's step function (``activation``, ``activation_sparse``, or ``forward`` for modules that
+  call Norse's functional steps directly) is replaced by a clone whose globals are a private copy of
+  its module's globals (registered in ``sys.modules``, so torch.compile resolves them) in which
+  ``threshold`` dispatches the ``"sg_stability"`` method to ``p.alpha``; helpers that reach
+  ``threshold`` are cloned the same way. Clones are shared by all sites: the surrogate travels in ``p``,
+  so a ``deepcopy`` of a patched module uses its own copy.
+
+Any Norse code path that was not cloned would raise Norse's own "no such function" error for the
+``"sg_stability"`` method instead of silently using another surrogate. ``remove()`` restores the
+identical ``p`` and function objects. Norse is not imported here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import types
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from sg_stability.adapter_api import (
+    STRICT,
+    AdapterInfo,
+    CallPattern,
+    NativeReading,
+    NeuronDriver,
+    NeuronSite,
+    PatchOptions,
+    Problem,
+    Transaction,
+    hookimpl,
+)
+from sg_stability.surrogates import FastSigmoid, Gaussian, Sigmoid, Surrogate, Triangular
+
+NAME = "norse"
+MARKER = "sg_stability"
+MIRROR_PREFIX = "sg_stability._norse_mirror."
+THRESHOLD_MODULE = "norse.torch.functional.threshold"
+
+
+# -- cloning Norse step functions with a threshold that knows our method ----------------------------------
+
+def _norse_threshold() -> Any:
+    return sys.modules[THRESHOLD_MODULE].threshold
+
+
+def _threshold_for(original: Any) -> Any:
+    def threshold(x: torch.Tensor, method: str, alpha: Any) -> torch.Tensor:
+        if method == MARKER:
+            return alpha(x)
+        return original(x, method, alpha)
+
+    return threshold
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _is_norse_function(value: Any) -> bool:
+    return isinstance(value, types.FunctionType) and (value.__module__ or "").startswith("norse.")
+
+
+def _is_norse_module(value: Any) -> bool:
+    return isinstance(value, types.ModuleType) and value.__name__.startswith("norse.")
+
+
+def _resolve(value: Any, names: set[str], depth: int = 2) -> list[Any]:
+    """``value``, or for a Norse module the attributes among ``names`` that code can reach through it
+    (``encode.constant_current_lif_encode``, ``functional.lif.lif_step``)."""
+    if not _is_norse_module(value):
+        return [value]
+    if depth == 0:
+        return []
+    found = []
+    for name in names:
+        attr = value.__dict__.get(name)
+        if attr is not None:
+            found += _resolve(attr, names, depth - 1)
+    return found
+
+
+@functools.cache
+def _reaches_threshold(fn: types.FunctionType) -> bool:
+    """Whether calling ``fn`` (a Norse function) can reach Norse's ``threshold`` through its globals."""
+    target = _norse_threshold()
+    pending, seen = [fn], {fn}
+    while pending:
+        f = pending.pop()
+        names = _global_names(f.__code__)
+        for name in names:
+            for value in _resolve(f.__globals__.get(name), names):
+                if value is target:
+                    return True
+                if _is_norse_function(value) and value not in seen:
+                    seen.add(value)
+                    pending.append(value)
+    return False
+
+
+def _module_reaches_threshold(module: types.ModuleType) -> bool:
+    target = _norse_threshold()
+    return any(v is target or (_is_norse_function(v) and _reaches_threshold(v)) for v in vars(module).values())
+
+
+_mirrors: dict[str, types.ModuleType] = {}
+_clones: dict[types.FunctionType, types.FunctionType] = {}
+
+
+def _mirror(globals_dict: dict[str, Any]) -> types.ModuleType:
+    """A private copy of a Norse module's globals with ``threshold`` (and whatever reaches it) replaced."""
+    name = globals_dict["__name__"]
+    if name in _mirrors:
+        return _mirrors[name]
+    private_name = MIRROR_PREFIX + name
+    mirror = types.ModuleType(private_name)
+    _mirrors[name] = mirror  # before filling: helpers may refer back to this module
+    namespace = mirror.__dict__
+    namespace.update(globals_dict)
+    namespace["__name__"] = private_name
+    namespace.pop("__spec__", None)  # this copy is not the module the spec describes
+    sys.modules[private_name] = mirror
+    target = _norse_threshold()
+    for key, value in globals_dict.items():
+        if value is target:
+            namespace[key] = _threshold_for(target)
+        elif _is_norse_function(value) and _reaches_threshold(value):
+            namespace[key] = clone(value)
+        elif _is_norse_module(value) and value.__name__ != name and _module_reaches_threshold(value):
+            namespace[key] = _mirror(vars(value))
+    return mirror
+
+
+def clone(fn: types.FunctionType) -> types.FunctionType:
+    """``fn`` with its globals replaced by the mirror of its module (cached: one clone per function)."""
+    if fn in _clones:
+        return _clones[fn]
+    namespace = _mirror(fn.__globals__).__dict__
+    new = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__qualname__ = fn.__qualname__
+    new.__doc__ = fn.__doc__
+    new.__annotations__ = fn.__annotations__
+    new.__dict__.update(fn.__dict__)
+    new.__module__ = namespace["__name__"]
+    _clones[fn] = new
+    return new
+
+
+# -- the records that carry method/alpha -------------------------------------------------------------------
+
+def _record_path(p: Any) -> tuple[str, ...] | None:
+    """Where the record with ``method``/``alpha`` sits inside ``p``: () for p itself, ("lif",) for refrac cells."""
+    if hasattr(p, "method") and hasattr(p, "alpha") and hasattr(p, "_replace"):
+        return ()
+    for field in getattr(p, "_fields", ()):
+        inner = getattr(p, field)
+        if hasattr(inner, "method") and hasattr(inner, "alpha") and hasattr(inner, "_replace"):
+            return (field,)
+    return None
+
+
+def _get(p: Any, path: tuple[str, ...]) -> Any:
+    for field in path:
+        p = getattr(p, field)
+    return p
+
+
+def _replaced(p: Any, path: tuple[str, ...], **changes: Any) -> Any:
+    if not path:
+        return p._replace(**changes)
+    return p._replace(**{path[0]: _replaced(getattr(p, path[0]), path[1:], **changes)})
+
+
+class NorseDriver(NeuronDriver):
+    heaviside = STRICT  # gt(x, 0).to(x.dtype)
+    slots = ("p",)
+
+    def __init__(self, module: nn.Module, record: tuple[str, ...]) -> None:
+        super().__init__(module)
+        self.record = record
+        if record:  # refractory cells also threshold the refractory counter, after the spike
+            self.call_pattern = CallPattern(calls_per_step=2, spike_call=0)
+        act = getattr(module, "activation", None)
+        if isinstance(act, types.FunctionType) and _reaches_threshold(act):
+            self.entry = "activation"
+        elif _reaches_threshold(type(module).forward):
+            self.entry = "forward"
+        else:
+            self.entry = ""
+
+    def _record(self) -> Any:
+        return _get(self.module.p, self.record)
+
+    def current(self) -> dict[str, object]:
+        record = self._record()
+        return {"p": record.alpha if record.method == MARKER else record}
+
+    def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
+        kind = f"norse.{type(self.module).__name__}"
+        method = self._record().method
+        if method == "adjoint":
+            return [Problem(path, "method='adjoint' computes exact adjoint gradients, not a surrogate "
+                            "(and its forward raises ValueError in Norse 1.1.0)",
+                            "build the module with a surrogate method (e.g. method='super'), or leave it out with "
+                            "targets=", kind)]
+        if not self.entry:
+            return [Problem(path, f"{type(self.module).__name__} does not reach Norse's threshold function "
+                            "through its step function or forward",
+                            "leave it out with targets=, or pass strict=False to skip it", kind)]
+        return []
+
+    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> dict[str, object]:
+        m = self.module
+        new = self.bind(surrogate, path, "p")
+        tx.set(m, "sg_surrogate", new)  # a child module: .to() moves its tensors, optimizers see its Parameters
+        tx.set(m, "p", _replaced(m.p, self.record, method=MARKER, alpha=new))
+        if self.entry == "activation":
+            tx.set(m, "activation", clone(cast(types.FunctionType, m.activation)))
+            sparse = getattr(m, "activation_sparse", None)
+            if isinstance(sparse, types.FunctionType) and _reaches_threshold(sparse):
+                tx.set(m, "activation_sparse", clone(sparse))
+        else:
+            tx.set(m, "forward", types.MethodType(clone(cast(types.FunctionType, type(m).forward)), m))
+        return {"p": new}
+
+
+@hookimpl
+def sg_adapter_info() -> AdapterInfo:
+    return AdapterInfo(
+        name=NAME,
+        framework="norse",
+        description="Norse modules whose parameter record has a surrogate method (LIF, LIFBox, LIFRefrac, LSNN, "
+        "LIFAdEx, LIFEx, IAF, CobaLIF, Izhikevich, LIF encoders; cells and layers)",
+        tested_versions="1.1.0",
+    )
+
+
+@hookimpl(trylast=True)
+def sg_find_neuron(module: nn.Module, path: str) -> NeuronSite | None:
+    if not any(c.__module__.startswith("norse.") for c in type(module).__mro__):
+        return None
+    record = _record_path(getattr(module, "p", None))
+    if record is None:
+        return None
+    return NeuronSite(path=path, module=module, adapter=NAME, kind=f"norse.{type(module).__name__}",
+                      driver=NorseDriver(module, record))
+
+
+# -- reading Norse's methods -------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def superspike_uses_alpha() -> bool:
+    """Norse 1.1.0's SuperSpike ignores alpha (fixed on Norse main); probe the installed one once."""
+    superspike = sys.modules[THRESHOLD_MODULE].superspike_fn
+    x = torch.tensor([1.0], requires_grad=True)
+    superspike(x, torch.as_tensor(3.0)).sum().backward()
+    assert x.grad is not None
+    return math.isclose(x.grad.item(), 1 / 16, rel_tol=1e-6)  # 1/(alpha |x| + 1)^2, not 1/(|x| + 1)^2
+
+
+def read_method(method: str, alpha: float) -> tuple[Surrogate | None, str]:
+    """(canonical surrogate, note) for a Norse threshold method, or (None, reason)."""
+    if method == "super":
+        if superspike_uses_alpha():  # 1 / (alpha |x| + 1)^2
+            return FastSigmoid(1.0, alpha / 2), ""
+        return FastSigmoid(1.0, 0.5), "alpha is ignored by this Norse version's SuperSpike (1 / (|x| + 1)^2)"
+    if method == "triangle":  # alpha * relu(1 - |x|): alpha is the height
+        return Triangular(alpha, 1.0), ""
+    if method == "tanh":  # 1 - tanh(alpha x)^2 = sech^2(alpha x)
+        return Sigmoid(1.0, alpha / 2), ""
+    if method == "heavi_erfc":  # 2 exp(-(alpha x)^2) / sqrt(pi)
+        return Gaussian(2 / math.sqrt(math.pi), alpha / math.sqrt(math.pi)), ""
+    reasons = {
+        "circ": "alpha^3 / (alpha^2 + x^2)^(3/2) is not one of the canonical shapes",
+        "heaviside": "a plain step with no surrogate gradient",
+        "adjoint": "adjoint gradients, not a surrogate",
+    }
+    return None, reasons.get(method, f"an unknown Norse method {method!r}")
+
+
+@hookimpl(trylast=True)
+def sg_read_native(obj: Any) -> NativeReading | None:
+    if isinstance(obj, nn.Module) and any(c.__module__.startswith("norse.") for c in type(obj).__mro__):
+        obj = getattr(obj, "p", None)
+    path = _record_path(obj)
+    if path is None or not type(obj).__module__.startswith("norse."):
+        return None
+    record = _get(obj, path)
+    if record.method == MARKER:
+        return NativeReading(source=f"norse {type(record).__name__} patched by sg_stability", surrogate=record.alpha)
+    alpha = record.alpha
+    alpha_value = float(alpha.item() if isinstance(alpha, torch.Tensor) and alpha.numel() == 1 else alpha)
+    source = f"norse {type(record).__name__}(method={record.method!r}, alpha={alpha_value:g})"
+    surrogate, note = read_method(record.method, alpha_value)
+    if surrogate is None:
+        return NativeReading(source=source, reason=note)
+    return NativeReading(source=f"{source} [{note}]" if note else source, surrogate=surrogate)

@@ -1,0 +1,86 @@
+"""GPU checks (marker ``gpu``; skipped cleanly without CUDA by tests/conftest.py).
+
+- SpikingJelly 0.0.0.0.14 with CuPy: every family's generated kernel, in float32 and float16 (half2),
+  gives the same spikes and gradients as the torch backend with the same surrogate.
+- SpikingJelly 2.0 on CUDA: an exact built-in keeps the fused path and matches the reference path.
+- Our surrogates on CUDA tensors equal the CPU results.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sg_stability as sg
+
+pytestmark = pytest.mark.gpu
+
+FAMILIES = ["rectangular", "triangular", "exponential", "gaussian", "sigmoid", "fast_sigmoid", "q_pseudospike", "atan"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_surrogate_on_cuda_equals_cpu(family):
+    s = sg.surrogates.get(family, dampening=0.6, sharpness=1.7)
+    x = torch.linspace(-4, 4, 1001)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        cpu = x.to(dtype).requires_grad_(True)
+        gpu = x.to("cuda", dtype).requires_grad_(True)
+        s(cpu).sum().backward()
+        s.cuda()(gpu).sum().backward()
+        assert torch.equal(s(cpu.detach()), s(gpu.detach()).cpu())
+        assert torch.allclose(cpu.grad.float(), gpu.grad.cpu().float(), rtol=1e-3, atol=1e-5)
+
+
+def _legacy_lif_pair(family, backend, dtype):
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(layer.Linear(16, 32), neuron.LIFNode(tau=2.0, backend=backend, step_mode="m"),
+                              layer.Linear(32, 8), neuron.LIFNode(tau=2.0, backend=backend, step_mode="m"))
+    functional.set_step_mode(net, "m")
+    net = net.to("cuda", dtype)
+    sg.patch(net, family, dampening=0.6, sharpness=1.7)
+    x = (torch.rand(8, 4, 16, device="cuda") * 3).to(dtype)
+    out = net(x)
+    out.float().sum().backward()
+    return out.detach().float().cpu(), [p.grad.float().cpu() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["float", "half2"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cupy_kernels_match_the_torch_backend(family, dtype):
+    pytest.importorskip("cupy")
+    from spikingjelly.activation_based import neuron
+
+    if "backend" not in neuron.LIFNode.__init__.__code__.co_varnames:
+        pytest.skip("needs SpikingJelly 0.0.0.0.14 (backend='cupy'); SpikingJelly 2.0 removed CuPy")
+    out_c, grads_c = _legacy_lif_pair(family, "cupy", dtype)
+    out_t, grads_t = _legacy_lif_pair(family, "torch", dtype)
+    assert torch.equal(out_c, out_t)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    for gc, gt in zip(grads_c, grads_t, strict=True):
+        assert torch.allclose(gc, gt, rtol=tol, atol=tol * 1e-2)
+
+
+@pytest.mark.parametrize("family", ["atan", "sigmoid", "gaussian", "triangular", "exponential"])
+def test_spikingjelly2_fused_builtin_matches_reference_on_cuda(family):
+    pytest.importorskip("spikingjelly._ops")
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(layer.Linear(16, 32), neuron.LIFNode(tau=2.0, step_mode="m"),
+                              layer.Linear(32, 8), neuron.LIFNode(tau=2.0, step_mode="m")).cuda()
+    functional.set_step_mode(net, "m")
+    x = torch.rand(8, 4, 16, device="cuda") * 3
+    results = []
+    for builtin in (True, False):
+        with sg.patch(net, family, builtin=builtin):
+            net.zero_grad()
+            functional.reset_net(net)
+            out = net(x)
+            out.sum().backward()
+            results.append((out.detach().cpu(), [p.grad.cpu() for p in net.parameters()]))
+    (out_f, grads_f), (out_r, grads_r) = results
+    assert torch.equal(out_f, out_r)
+    for a, b in zip(grads_f, grads_r, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
