@@ -1,0 +1,55 @@
+"""Stability analysis: the paper's Conditions I-IV, gain estimates and the depth rule (see ``_conditions``)."""
+
+from ._conditions import (
+    RESETS,
+    Reset,
+    Verdict,
+    condition_i,
+    condition_ii,
+    condition_iii,
+    condition_iv,
+    depth_dampening,
+    mean_square_gain,
+    solve_gain,
+    theory_gain,
+    theory_moments,
+    uniform_moment,
+    voltage_range,
+)
+from ._gains import (
+    bptt_norms,
+    calibrate,
+    data_gain,
+    data_moments,
+    growth_per_step,
+    layer_gain,
+    measured_jacobian_gain,
+    measured_layer_gain,
+)
+from .reference import RecurrentLIF
+
+__all__ = [
+    "RESETS",
+    "RecurrentLIF",
+    "Reset",
+    "Verdict",
+    "bptt_norms",
+    "calibrate",
+    "condition_i",
+    "condition_ii",
+    "condition_iii",
+    "condition_iv",
+    "data_gain",
+    "data_moments",
+    "depth_dampening",
+    "growth_per_step",
+    "layer_gain",
+    "mean_square_gain",
+    "measured_jacobian_gain",
+    "measured_layer_gain",
+    "solve_gain",
+    "theory_gain",
+    "theory_moments",
+    "uniform_moment",
+    "voltage_range",
+]

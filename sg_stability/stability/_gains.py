@@ -1,0 +1,141 @@
+"""Data-driven and measured estimates of the per-step gradient gain g.
+
+- data-driven: :func:`~._conditions.mean_square_gain` with ``E[sigma'(v)]``, ``E[sigma'(v)^2]`` and the
+  probability of not spiking taken from membranes recorded on a sample batch;
+- measured: the mean-square row norm of the autograd Jacobian ``dy_{t+1}/dy_t`` (Hutchinson: ``||J||_F^2 =
+  E_u ||J^T u||^2`` for Rademacher u), and the per-step growth of ``||dL/dy_t||`` over a whole sequence (BPTT).
+
+Because the forward pass does not depend on the surrogate's parameters, recorded membranes can be reused to
+choose them: :func:`calibrate` solves ``data gain = target`` without running the model again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .._errors import ConfigError
+from ..surrogates import Surrogate
+from ._conditions import Number, Reset, Verdict, mean_square_gain, solve_gain
+from .reference import RecurrentLIF
+
+
+def data_moments(surrogate: Surrogate, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-neuron ``(E[sigma'(v)], E[sigma'(v)^2], P(v <= 0))`` over all leading dimensions of ``v``
+    (``v``: centred membranes ``[..., n]`` as the surrogate receives them)."""
+    if not isinstance(v, Tensor) or v.dim() < 1 or v.numel() == 0:
+        raise ConfigError("membranes must be a non-empty tensor [..., neurons]", got=getattr(v, "shape", v),
+                          allowed="the surrogate's inputs, e.g. shape [T, batch, n]",
+                          fix="record v - threshold on a sample batch")
+    flat = v.detach().double().reshape(-1, v.shape[-1])
+    d = surrogate.derivative(flat).double()
+    return d.mean(0), (d * d).mean(0), (flat <= 0).double().mean(0)
+
+
+def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: Reset = "subtract", *,
+              reset_grad: bool = False, reset_jump: Number | None = None, threshold: Number = 1.0) -> float:
+    """The per-step gain predicted from recorded membranes ``v`` (centred, ``[..., n]``)."""
+    sg1, sg2, quiet = data_moments(surrogate, v)
+    g2 = mean_square_gain(w_rec, leak, sg1=sg1, sg2=sg2, quiet=quiet, reset=reset, reset_grad=reset_grad,
+                          reset_jump=reset_jump, threshold=threshold)
+    return math.sqrt(max(float(g2), 0.0))
+
+
+def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: Reset = "subtract", *,
+              knob: str = "sharpness", target: float = 1.0, reset_grad: bool = False,
+              reset_jump: Number | None = None, threshold: Number = 1.0,
+              bounds: tuple[float, float] | None = None) -> Verdict:
+    """Choose the sharpness (or q_pseudospike's tail) so that the data-driven gain equals ``target``."""
+    if knob == "tail" and "tail" not in type(surrogate)._param_names:
+        raise ConfigError("only q_pseudospike has a tail to calibrate", got=surrogate.family,
+                          allowed='knob="sharpness" for every family', fix='use knob="sharpness"')
+    offset = 1.0 if knob == "tail" else 0.0
+    lo, hi = bounds or (1e-3, 1e3)
+
+    def gain(x: float) -> float:
+        return data_gain(surrogate.replace(**{knob: x}), v, w_rec, leak, reset, reset_grad=reset_grad,
+                         reset_jump=reset_jump, threshold=threshold)
+
+    return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)
+
+
+def layer_gain(w: Tensor, sg2: Tensor) -> float:
+    """Feed-forward gain from one spiking layer to the next at the same step: the root mean-square row norm of
+    ``dI_next/dv = W diag(sigma'(v))``, i.e. ``sqrt(mean_k sum_j W_kj^2 E[sigma'(v_j)^2])`` (``W``: next layer's
+    weight, ``[n_next, n]``; ``sg2``: per-neuron ``E[sigma'^2]`` of this layer, from theory or data)."""
+    w64 = w.detach().double()
+    return math.sqrt(float(((w64 * w64) @ sg2.double()).mean()))
+
+
+def measured_layer_gain(lower: RecurrentLIF, upper_weight: Tensor, z: Tensor, steps: Sequence[int] | None = None,
+                        probes: int = 8, seed: int = 0) -> float:
+    """Layer-to-layer gradient ratio by autograd: ``||dL/dv_lower|| / ||dL/dI_upper||`` at the same step, for
+    ``L = <u, I_upper>`` (u Rademacher), root-mean-square over ``steps``, probes and batch, per receiving row."""
+    with torch.no_grad():
+        _, membranes = lower(z)
+    t_max = len(membranes) - 1
+    steps = list(steps) if steps is not None else [t_max // 2 + k * max(t_max // 8, 1) for k in range(4)
+                                                   if t_max // 2 + k * max(t_max // 8, 1) <= t_max]
+    gen = torch.Generator().manual_seed(seed)
+    total, rows = 0.0, 0
+    for t in steps:
+        y = membranes[t].detach().requires_grad_(True)
+        current = lower.surrogate(y - lower.threshold) @ upper_weight.detach().T
+        for _ in range(probes):
+            u = torch.randint(0, 2, current.shape, generator=gen).to(current.dtype) * 2 - 1
+            (g,) = torch.autograd.grad(current, y, u, retain_graph=True)
+            total += float((g.double() ** 2).sum())
+            rows += current.numel()
+    return math.sqrt(total / rows)
+
+
+def measured_jacobian_gain(layer: RecurrentLIF, z: Tensor, steps: Sequence[int] | None = None,
+                           probes: int = 8, seed: int = 0) -> float:
+    """Root mean-square row norm of ``dy_{t+1}/dy_t`` of a :class:`RecurrentLIF`, by autograd, averaged over
+    ``steps`` (default: 4 steps in the second half of the sequence) and the batch."""
+    with torch.no_grad():
+        _, membranes = layer(z)
+    currents = layer.w_in(z).detach()
+    t_max = len(membranes) - 1
+    steps = list(steps) if steps is not None else sorted({t_max // 2 + k * max(t_max // 8, 1) for k in range(4)}
+                                                         & set(range(t_max)))
+    gen = torch.Generator().manual_seed(seed)
+    total, rows = 0.0, 0
+    for t in steps:
+        y = membranes[t].detach().requires_grad_(True)
+        y_next = layer.step(y, currents[t + 1])
+        for _ in range(probes):
+            u = torch.randint(0, 2, y_next.shape, generator=gen).to(y_next.dtype) * 2 - 1
+            (g,) = torch.autograd.grad(y_next, y, u, retain_graph=True)
+            total += float((g.double() ** 2).sum())
+            rows += y_next.numel()
+    return math.sqrt(total / rows)
+
+
+def bptt_norms(layer: RecurrentLIF, z: Tensor, seed: int = 0) -> Tensor:
+    """``||dL/dy_t||`` for every t, with ``L = <u, y_T>`` (u Rademacher) at the last step: how a gradient
+    injected at the end travels back through time."""
+    membranes: list[Tensor]
+    _, membranes = layer(z)
+    for y in membranes:
+        y.retain_grad()
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randint(0, 2, membranes[-1].shape, generator=gen).to(membranes[-1].dtype) * 2 - 1
+    (membranes[-1] * u).sum().backward()
+    return torch.stack([y.grad.double().norm() if y.grad is not None else torch.zeros((), dtype=torch.float64)
+                        for y in membranes])
+
+
+def growth_per_step(norms: Tensor, skip: int = 0) -> float:
+    """Geometric-mean growth per step of a gradient-norm curve (earliest over latest, ``skip`` early steps
+    ignored): > 1 means gradients grow going back in time."""
+    first, last = norms[skip], norms[-1]
+    steps = len(norms) - 1 - skip
+    if steps <= 0 or last <= 0:
+        return math.nan
+    if first <= 0:
+        return 0.0
+    return float((first / last) ** (1.0 / steps))
