@@ -28,12 +28,13 @@ import types
 from typing import Any, cast
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from sg_stability.adapter_api import (
     STRICT,
     AdapterInfo,
     CallPattern,
+    Dynamics,
     NativeReading,
     NeuronDriver,
     NeuronSite,
@@ -211,6 +212,33 @@ class NorseDriver(NeuronDriver):
     def current(self) -> dict[str, object]:
         record = self._record()
         return {"p": record.alpha if record.method == MARKER else record}
+
+    def dynamics(self) -> Dynamics | None:
+        p = self._record()
+        tau_mem_inv, v_th = getattr(p, "tau_mem_inv", None), getattr(p, "v_th", None)
+        if tau_mem_inv is None or v_th is None or self.record or not type(self.module).__name__.startswith("LIF"):
+            return None
+        step = float(getattr(self.module, "dt", 0.001)) * float(torch.as_tensor(tau_mem_inv).mean())
+        v_reset = float(torch.as_tensor(getattr(p, "v_reset", 0.0)).mean())
+        notes = []
+        if hasattr(p, "tau_syn_inv"):
+            notes.append("the synaptic current filter (tau_syn) is not modelled")
+        if v_reset:
+            notes.append(f"reset to v_reset = {v_reset:g} modelled as a reset to 0")
+        threshold = float(torch.as_tensor(v_th).mean())
+        # v' = (1 - z) v + z v_reset, decayed by the next step; Norse 1.1.0 detaches z only in its recurrent step
+        recurrent = isinstance(getattr(self.module, "recurrent_weights", None), nn.Parameter)
+        return Dynamics(leak=1.0 - step, threshold=threshold, reset="multiplicative", reset_grad=not recurrent,
+                        reset_jump=(1.0 - step) * (threshold - v_reset), input_gain=step,
+                        synapse=hasattr(p, "tau_syn_inv"), note="; ".join(notes))
+
+    def internal_weights(self) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for key, attr in (("input", "input_weights"), ("recurrent", "recurrent_weights")):
+            w = getattr(self.module, attr, None)
+            if isinstance(w, nn.Parameter) and w.dim() == 2:
+                out[key] = w
+        return out
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         kind = f"norse.{type(self.module).__name__}"

@@ -12,11 +12,13 @@ from __future__ import annotations
 import inspect
 from typing import Any, cast
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from sg_stability.adapter_api import (
     AdapterInfo,
     CallPattern,
+    Dynamics,
     Heaviside,
     NativeReading,
     NeuronDriver,
@@ -42,6 +44,10 @@ def _snntorch_class(module: nn.Module) -> str | None:
     return None
 
 
+# neurons whose membrane follows v' = beta v + input (+ recurrent) - reset
+_DESCRIBED = frozenset({"Leaky", "RLeaky", "Synaptic", "RSynaptic"})
+
+
 class SnnTorchDriver(NeuronDriver):
     heaviside = Heaviside(inclusive=False, float32=True)
     slots = ("spike_grad",)
@@ -65,6 +71,25 @@ class SnnTorchDriver(NeuronDriver):
         if isinstance(linear, nn.Linear):
             return (linear.out_features,)
         return None
+
+    def dynamics(self) -> Dynamics | None:
+        m = self.module
+        beta, threshold = getattr(m, "beta", None), getattr(m, "threshold", None)
+        mechanism = getattr(m, "reset_mechanism", None)
+        reset = {"subtract": "subtract", "zero": "multiplicative", "none": "none"}.get(str(mechanism))
+        if beta is None or threshold is None or reset is None or type(m).__name__ not in _DESCRIBED:
+            return None
+        synapse = type(m).__name__ in ("Synaptic", "RSynaptic")
+        # snnTorch always detaches its reset (mem_reset(...).detach())
+        return Dynamics(leak=float(torch.as_tensor(beta).clamp(0, 1).mean()),
+                        threshold=float(torch.as_tensor(threshold).mean()), reset=reset, reset_grad=False,
+                        synapse=synapse, note="the synaptic current (alpha) is not modelled" if synapse else "")
+
+    def internal_weights(self) -> dict[str, Tensor]:
+        recurrent = getattr(self.module, "recurrent", None)
+        if getattr(self.module, "all_to_all", False) and isinstance(recurrent, nn.Linear):
+            return {"recurrent": recurrent.weight}
+        return {}
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         if getattr(self.module, "surrogate_disable", False):

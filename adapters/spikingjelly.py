@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from sg_stability.adapter_api import (
     AdapterInfo,
     CallPattern,
+    Dynamics,
     Heaviside,
     NativeReading,
     NeuronDriver,
@@ -154,6 +155,29 @@ class SpikingJellyDriver(NeuronDriver):
         if form is None or module is None or (fused is not None and form[0] not in fused):
             return None
         return getattr(module, form[0]), form[1]
+
+    def dynamics(self) -> Dynamics | None:
+        m: Any = self.module
+        name = type(m).__name__
+        if name == "IFNode":
+            leak, gain = 1.0, 1.0
+        elif name in ("LIFNode", "ParametricLIFNode"):
+            inv_tau = (float(torch.sigmoid(m.w.detach())) if name == "ParametricLIFNode"
+                       else 1.0 / float(m.tau))
+            leak = 1.0 - inv_tau
+            gain = inv_tau if getattr(m, "decay_input", True) else 1.0
+        else:
+            return None
+        threshold = float(m.v_threshold)
+        v_reset = getattr(m, "v_reset", None)
+        reset_grad = not getattr(m, "detach_reset", False)
+        if v_reset is None:
+            # SpikingJelly subtracts before the leak: d(reset)/dv at threshold is leak * theta
+            return Dynamics(leak=leak, threshold=threshold, reset="subtract", reset_grad=reset_grad,
+                            reset_jump=leak * threshold, input_gain=gain)
+        note = f"reset to v_reset = {float(v_reset):g} modelled as a reset to 0" if float(v_reset) else ""
+        return Dynamics(leak=leak, threshold=threshold, reset="multiplicative", reset_grad=reset_grad,
+                        reset_jump=leak * (threshold - float(v_reset)), input_gain=gain, note=note)
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         kind = f"spikingjelly.{type(self.module).__name__}"

@@ -9,7 +9,8 @@ See README.md for the framework support matrix and the method (Herranz-Celotti &
 "Stabilizing Spiking Neuron Training", arXiv 2202.00282).
 """
 
-from . import plugins, surrogates
+from . import plugins, stability, surrogates
+from ._analyze import LayerReport, StabilityReport, analyze
 from ._api import find_neurons, is_patched, patch, unpatch
 from ._errors import (
     AdapterError,
@@ -28,6 +29,7 @@ from ._errors import (
     UnknownSurrogateError,
 )
 from ._handle import PatchHandle
+from ._stabilize import stabilize
 from ._transaction import Transaction
 from .adapter_api import NeuronSite, hookimpl
 
@@ -37,6 +39,7 @@ __all__ = [
     "AdapterError",
     "AlreadyPatchedError",
     "ConfigError",
+    "LayerReport",
     "NeuronSite",
     "NoNeuronsFoundError",
     "NotConvertibleError",
@@ -49,14 +52,18 @@ __all__ = [
     "SGStabilityError",
     "SGStabilityWarning",
     "SkippedSitesWarning",
+    "StabilityReport",
     "Transaction",
     "UnknownSurrogateError",
     "__version__",
+    "analyze",
     "find_neurons",
     "hookimpl",
     "is_patched",
     "patch",
     "plugins",
+    "stability",
+    "stabilize",
     "surrogates",
     "unpatch",
 ]

@@ -75,6 +75,8 @@ class PatchHandle:
         self._model_ref = weakref.ref(model)
         self._tx = tx
         self.records: tuple[SlotRecord, ...] = tuple(records)
+        #: set by ``sg.stabilize``: the StabilityReport of the model as patched
+        self.report: Any = None
         self.skipped: tuple[Problem, ...] = tuple(skipped)
         self.notes: tuple[str, ...] = tuple(notes)
         self._removed = False

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import pluggy
-from torch import nn
+from torch import Tensor, nn
 
 from ._errors import Problem
 from ._transaction import Transaction
@@ -28,6 +28,7 @@ __all__ = [
     "STRICT",
     "AdapterInfo",
     "CallPattern",
+    "Dynamics",
     "Heaviside",
     "NativeReading",
     "NeuronDriver",
@@ -87,6 +88,28 @@ class PatchOptions:
     builtin: bool = True
 
 
+@dataclass(frozen=True)
+class Dynamics:
+    """A neuron's membrane dynamics in the analyzer's model (``sg_stability.stability``)::
+
+        v_{t+1} = leak * v_t + input_gain * (W_in z_{t+1} + W_rec s_t) - reset
+
+    ``reset`` is one of ``"subtract"``, ``"multiplicative"`` (leak term zeroed on a spike), ``"zero"``
+    (everything zeroed) or ``"none"``; ``reset_grad`` says whether the framework differentiates the reset, and
+    ``reset_jump`` the derivative factor of the reset term at threshold when it is not the threshold itself.
+    ``synapse`` is True when the input passes through a synaptic current (a second state the model leaves out;
+    measurements then use the BPTT growth); ``note`` names what the model leaves out."""
+
+    leak: float
+    threshold: float
+    reset: str
+    reset_grad: bool = False
+    reset_jump: float | None = None
+    input_gain: float = 1.0
+    synapse: bool = False
+    note: str = ""
+
+
 class NeuronDriver:
     """Per-site behaviour. Subclass it in an adapter; the defaults cover the common case of a module
     attribute (``slots``) that holds a callable surrogate."""
@@ -111,6 +134,16 @@ class NeuronDriver:
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         """Everything that prevents installing ``surrogate`` here; must not mutate anything."""
         return []
+
+    def dynamics(self) -> Dynamics | None:
+        """The neuron's dynamics for the stability analyzer, or None when the model does not describe it."""
+        return None
+
+    def internal_weights(self) -> dict[str, Tensor]:
+        """Weights the neuron module holds itself: ``"input"`` (feed-forward) and/or ``"recurrent"``, each shaped
+        like ``nn.Linear.weight`` (rows = receiving neurons). Weights in modules *before* the neuron are found by
+        the analyzer from the execution order."""
+        return {}
 
     def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> dict[str, object]:
         """Install one new surrogate module per slot (never shared, never mutating the old one)."""

@@ -9,8 +9,9 @@ Reset kinds (``reset=``), written for the membrane the surrogate sees (the pre-r
 
 =================  ==========================================================  ======================================
 ``"subtract"``     ``v_{t+1} = alpha v_t + I + W s_t - theta s_t``               snnTorch/SpikingJelly soft reset
-``"multiplicative"`` ``v_{t+1} = alpha v_t (1 - s_t) + I + W s_t``               SpikingJelly/Norse hard reset to 0
-``"zero"``         ``v_{t+1} = (alpha v_t + I + W s_t)(1 - s_t)``                snnTorch ``reset_mechanism="zero"``
+``"multiplicative"`` ``v_{t+1} = alpha v_t (1 - s_t) + I + W s_t``               hard reset to 0: SpikingJelly, Norse,
+                                                                                snnTorch ``reset_mechanism="zero"``
+``"zero"``         ``v_{t+1} = (alpha v_t + I + W s_t)(1 - s_t)``                the reference code's ``multreset1``
 ``"none"``         ``v_{t+1} = alpha v_t + I + W s_t``
 =================  ==========================================================  ======================================
 
@@ -72,7 +73,7 @@ def _reset(reset: str) -> str:
     if reset not in RESETS:
         raise ConfigError("unknown reset kind", got=reset, allowed=f"one of {list(RESETS)}",
                           fix='use "subtract" for a soft reset, "multiplicative" for a hard reset to 0 '
-                              '(SpikingJelly, Norse), "zero" for snnTorch\'s reset_mechanism="zero"')
+                              '(SpikingJelly, Norse, snnTorch\'s reset_mechanism="zero")')
     return reset
 
 
@@ -111,7 +112,7 @@ def _fan(n: int, name: str) -> int:
 
 
 # -- Condition I: mean recurrent weight for a firing rate of 1/2 ------------------------------------------
-def condition_i(n_rec: int, leak: Number, threshold: Number, reset: Reset = "subtract",
+def condition_i(n_rec: int, leak: Number, threshold: Number, reset: str = "subtract",
                 input_current: Number = 0.0) -> Tensor:
     """Mean recurrent weight mu that puts the stationary mean membrane at threshold (firing rate 1/2).
 
@@ -166,7 +167,7 @@ def condition_ii(n_rec: int, n_in: int, input_weight_var: Number, recurrent_mean
 
 # -- voltage range under the uniform assumption ------------------------------------------------------------
 def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, leak: Number, threshold: Number,
-                  reset: Reset = "subtract", input_max: Number = 1.0) -> tuple[Tensor, Tensor]:
+                  reset: str = "subtract", input_max: Number = 1.0) -> tuple[Tensor, Tensor]:
     """Per-neuron bounds ``(v_min, v_max)`` of the centred membrane ``v = y - theta`` (paper.md 3.0).
 
     ``y_max = (S+_rec + S+_in)/(1 - alpha)``, ``y_min = (S-_rec + S-_in - theta [subtract])/(1 - alpha)``, where
@@ -216,7 +217,7 @@ def _raw64(x: Number) -> Tensor:
 
 # -- the mean-square gain of the transition derivative --------------------------------------------------
 def mean_square_gain(w_rec: Tensor | None, leak: Number, *, sg1: Tensor, sg2: Tensor, quiet: Number = 0.5,
-                     reset: Reset = "subtract", reset_grad: bool = False, reset_jump: Number | None = None,
+                     reset: str = "subtract", reset_grad: bool = False, reset_jump: Number | None = None,
                      threshold: Number = 1.0) -> Tensor:
     """``g^2 = mean_i sum_j E[J_ij^2]``: the mean-square row norm of the transition derivative.
 
@@ -254,7 +255,7 @@ def mean_square_gain(w_rec: Tensor | None, leak: Number, *, sg1: Tensor, sg2: Te
 
 
 def theory_moments(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None, leak: Number,
-                   threshold: Number, reset: Reset = "subtract", input_max: Number = 1.0
+                   threshold: Number, reset: str = "subtract", input_max: Number = 1.0
                    ) -> tuple[Tensor, Tensor, Tensor]:
     """``(E[sigma'], E[sigma'^2], P(no spike))`` per neuron under the uniform-voltage assumption."""
     lo, hi = voltage_range(w_rec, w_in, leak, threshold, reset, input_max)
@@ -267,7 +268,7 @@ def theory_moments(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | No
 
 
 def theory_gain(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None, leak: Number, threshold: Number,
-                reset: Reset = "subtract", *, reset_grad: bool = False, reset_jump: Number | None = None,
+                reset: str = "subtract", *, reset_grad: bool = False, reset_jump: Number | None = None,
                 input_max: Number = 1.0) -> float:
     """The paper's prediction of the per-step gradient gain g from the weights alone (uniform voltage)."""
     sg1, sg2, quiet = theory_moments(surrogate, w_rec, w_in, leak, threshold, reset, input_max)
@@ -277,7 +278,7 @@ def theory_gain(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None,
 
 
 # -- Condition III: dampening from the largest transition derivative ----------------------------------------
-def condition_iii(w_rec: Tensor, leak: Number, threshold: Number, reset: Reset = "subtract", *,
+def condition_iii(w_rec: Tensor, leak: Number, threshold: Number, reset: str = "subtract", *,
                   w_in: Tensor | None = None, input_dampening: Number = 0.0, input_max: Number = 1.0) -> Verdict:
     """Per-neuron dampening gamma_i that makes the worst-case transition derivative equal 1 (paper.md 3.3 (c)).
 
@@ -323,7 +324,7 @@ def condition_iii(w_rec: Tensor, leak: Number, threshold: Number, reset: Reset =
 
 # -- Condition IV: sharpness (or tail) from the mean-square gain = 1 ------------------------------------------
 def condition_iv(surrogate: Surrogate | str, w_rec: Tensor | None, leak: Number, threshold: Number,
-                 reset: Reset = "subtract", *, w_in: Tensor | None = None, knob: str = "sharpness",
+                 reset: str = "subtract", *, w_in: Tensor | None = None, knob: str = "sharpness",
                  target: float = 1.0, reset_grad: bool = False, reset_jump: Number | None = None,
                  input_max: Number = 1.0, bounds: tuple[float, float] | None = None) -> Verdict:
     """Solve ``theory gain(knob) = target`` for the sharpness beta (or the tail q of q_pseudospike).

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .._errors import ConfigError
 from ..surrogates import Surrogate
-from ._conditions import Number, Reset, Verdict, mean_square_gain, solve_gain
+from ._conditions import Number, Verdict, mean_square_gain, solve_gain
 from .reference import RecurrentLIF
 
 
@@ -35,7 +35,7 @@ def data_moments(surrogate: Surrogate, v: Tensor) -> tuple[Tensor, Tensor, Tenso
     return d.mean(0), (d * d).mean(0), (flat <= 0).double().mean(0)
 
 
-def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: Reset = "subtract", *,
+def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: str = "subtract", *,
               reset_grad: bool = False, reset_jump: Number | None = None, threshold: Number = 1.0) -> float:
     """The per-step gain predicted from recorded membranes ``v`` (centred, ``[..., n]``)."""
     sg1, sg2, quiet = data_moments(surrogate, v)
@@ -44,7 +44,7 @@ def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Numbe
     return math.sqrt(max(float(g2), 0.0))
 
 
-def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: Reset = "subtract", *,
+def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: str = "subtract", *,
               knob: str = "sharpness", target: float = 1.0, reset_grad: bool = False,
               reset_jump: Number | None = None, threshold: Number = 1.0,
               bounds: tuple[float, float] | None = None) -> Verdict:

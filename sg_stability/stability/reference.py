@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..surrogates import Surrogate, get
-from ._conditions import Reset, _reset
+from ._conditions import _reset
 
 
 class RecurrentLIF(nn.Module):
@@ -23,7 +23,7 @@ class RecurrentLIF(nn.Module):
     """
 
     def __init__(self, n_in: int, n_rec: int, *, leak: float = 0.9, threshold: float = 1.0,
-                 reset: Reset = "subtract", reset_grad: bool = False, recurrent: bool = True,
+                 reset: str = "subtract", reset_grad: bool = False, recurrent: bool = True,
                  surrogate: str | Surrogate = "fast_sigmoid", weight_scale: float = 1.0,
                  input_scale: float = 1.0) -> None:
         super().__init__()

@@ -1,0 +1,178 @@
+"""sg.analyze and sg.stabilize on real framework models (snnTorch, SpikingJelly, Norse)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import sg_stability as sg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import shd_networks
+
+SMALL = {"n_in": 120, "n_rec": 48, "n_out": 6}
+
+
+def structure(net: nn.Module) -> dict:
+    """What analyze/stabilize must leave unchanged: the surrogate objects, the parameters (identity and values)
+    and the hooks. (Running a model legitimately changes the state snnTorch keeps on its neurons.)"""
+    return {
+        "surrogates": {s.path: {k: id(v) for k, v in s.driver.current().items()} for s in sg.find_neurons(net)},
+        "params": {n: (id(p), p.detach().clone()) for n, p in net.named_parameters()},
+        "hooks": {n: (len(m._forward_hooks), len(m._forward_pre_hooks)) for n, m in net.named_modules()},
+    }
+
+
+def same(a: dict, b: dict) -> bool:
+    return (a["surrogates"] == b["surrogates"] and a["hooks"] == b["hooks"] and a["params"].keys() == b["params"].keys()
+            and all(a["params"][k][0] == b["params"][k][0] and torch.equal(a["params"][k][1], b["params"][k][1])
+                    for k in a["params"]))
+
+
+def small_net(framework: str, seed: int = 0, **scales: float) -> tuple[nn.Module, torch.Tensor]:
+    pytest.importorskip(framework)
+    w = shd_networks.weights(seed=seed, **SMALL, **scales)
+    x = shd_networks.sample(steps=50, batch=8, n_in=SMALL["n_in"], rate=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return shd_networks.BUILDERS[framework](w), x
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+def test_analyze_finds_the_recurrent_layer_and_its_weights(framework):
+    net, x = small_net(framework)
+    report = sg.analyze(net, x)
+    assert [layer.name for layer in report.layers] == ["lif_rec", "lif_out"]
+    rec = report["lif_rec"]
+    assert rec.gain_kind == "recurrent" and rec.neurons == SMALL["n_rec"]
+    assert report.steps == 50
+    assert rec.data_gain is not None and rec.theory_gain is not None and rec.measured_gain is not None
+    assert rec.dynamics is not None and rec.dynamics.leak == pytest.approx(0.9, abs=1e-6)
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly"])
+def test_data_driven_gain_matches_the_autograd_measurement(framework):
+    # the membrane reaches the surrogate in the same step, so the one-step Jacobian is measured directly;
+    # 4 probes x 4 steps x 8 x 48 rows: a Hutchinson estimate within a few per cent
+    net, x = small_net(framework)
+    rec = sg.analyze(net, x, probes=8)["lif_rec"]
+    assert rec.measured_gain == pytest.approx(rec.data_gain, rel=0.05)
+
+
+def test_firing_rate_matches_the_models_own_spikes():
+    net, x = small_net("snntorch")
+    report = sg.analyze(net, x)
+    with torch.no_grad():
+        spikes = net(x)
+    assert report["lif_out"].firing_rate == pytest.approx(float(spikes.double().mean()), abs=1e-6)
+    per_neuron = spikes.mean((0, 1))
+    assert report["lif_out"].dead == pytest.approx(float((per_neuron == 0).double().mean()))
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+def test_analyze_leaves_the_model_exactly_as_it_was(framework):
+    net, x = small_net(framework)
+    before = structure(net)
+    sg.analyze(net, x)
+    assert same(structure(net), before)
+    assert not sg.is_patched(net)
+
+
+def test_layer_to_layer_gain_on_a_spikingjelly_multistep_sequential():
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(0)
+    net = nn.Sequential(layer.Linear(60, 40), neuron.LIFNode(step_mode="m"), layer.Linear(40, 30),
+                        neuron.LIFNode(step_mode="m"), layer.Linear(30, 5), neuron.LIFNode(step_mode="m"))
+    functional.set_step_mode(net, "m")
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(6.0)
+    x = (torch.rand(30, 8, 60) < 0.2).float()
+    report = sg.analyze(net, x, probes=8)
+    kinds = [layer.gain_kind for layer in report.layers]
+    assert kinds == ["layer-to-layer", "layer-to-layer", "temporal"]
+    for layer_report in report.layers[:2]:
+        assert layer_report.measured_gain == pytest.approx(layer_report.data_gain, rel=0.05)
+    assert report.layers[0].dampening is not None  # the depth rule over the three weights
+    expected = math.prod(float(torch.linalg.matrix_norm(m.weight.detach(), ord=2)) for m in net
+                         if isinstance(m, nn.Linear)) ** (-1 / 3)
+    assert report.layers[0].dampening.value == pytest.approx(expected, rel=1e-6)
+
+
+def test_report_prints_a_table_and_writes_a_png(tmp_path):
+    net, x = small_net("snntorch")
+    report = sg.analyze(net, x)
+    text = str(report)
+    assert "lif_rec" in text and "recurrent" in text and "gradients" in text
+    png = report.plot(tmp_path / "report.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+def test_stabilize_keeps_the_gradient_within_10x_over_the_sequence(framework):
+    net, x = small_net(framework, recurrent_scale=6.0)
+    default = sg.analyze(net, x)["lif_rec"]
+    before = structure(net)
+    handle = sg.stabilize(net, x)
+    rec = handle.report["lif_rec"]
+    assert rec.surrogate.family == "fast_sigmoid"
+    assert rec.bptt_growth == pytest.approx(1.0, abs=0.02)
+    assert rec.gradient_spread is not None and rec.gradient_spread <= 10.0
+    assert default.gradient_spread is not None and default.gradient_spread > rec.gradient_spread
+    handle.remove()
+    assert same(structure(net), before)
+
+
+def test_stabilize_with_a_requested_family():
+    net, x = small_net("snntorch", recurrent_scale=6.0)
+    with sg.stabilize(net, x, family="gaussian") as handle:
+        assert handle.report["lif_rec"].surrogate.family == "gaussian"
+        assert "gaussian" in handle.summary()
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+def test_wrong_sample_shape_is_a_four_part_error():
+    net, x = small_net("snntorch")
+    before = structure(net)
+    with pytest.raises(sg.ConfigError) as info:
+        sg.analyze(net, x[..., :10])
+    text = str(info.value)
+    assert "running the model on the sample failed" in text and "got: sample of shape (50, 8, 10)" in text
+    assert "allowed:" in text and "fix:" in text
+    assert same(structure(net), before)
+
+
+def test_a_model_without_neurons_is_reported():
+    with pytest.raises(sg.NoNeuronsFoundError):
+        sg.analyze(nn.Sequential(nn.Linear(3, 3)), torch.zeros(2, 3))
+
+
+def test_neurons_without_weights_are_a_four_part_error():
+    snn = pytest.importorskip("snntorch")
+    net = nn.Sequential(snn.Leaky(beta=0.9, init_hidden=True))
+
+    def run(model, x):
+        return torch.stack([model(x[t]) for t in range(x.shape[0])])
+
+    with pytest.raises(sg.ConfigError) as info:
+        sg.analyze(net, torch.rand(10, 2, 4) * 3, run=run)
+    assert "no weights feed any spiking layer" in str(info.value) and "fix:" in str(info.value)
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [({"target": 0.0}, "target gain"), ({"rounds": 0}, "rounds"),
+                                               ({"family": "triangel"}, "triangular")])
+def test_stabilize_bad_arguments(kwargs, words):
+    net, x = small_net("snntorch")
+    with pytest.raises(sg.ConfigError) as info:
+        sg.stabilize(net, x, **kwargs)
+    assert words in str(info.value)
+    assert not sg.is_patched(net)
