@@ -9,7 +9,7 @@ See README.md for the framework support matrix and the method (Herranz-Celotti &
 "Stabilizing Spiking Neuron Training", arXiv 2202.00282).
 """
 
-from . import plugins, stability, surrogates
+from . import init, plugins, stability, surrogates
 from ._analyze import LayerReport, StabilityReport, analyze
 from ._api import find_neurons, is_patched, patch, unpatch
 from ._errors import (
@@ -59,6 +59,7 @@ __all__ = [
     "analyze",
     "find_neurons",
     "hookimpl",
+    "init",
     "is_patched",
     "patch",
     "plugins",

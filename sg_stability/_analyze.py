@@ -17,9 +17,10 @@ How it works, in one forward pass on ``sample``:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,10 +219,13 @@ def _output_recorder(rec: _Record, owner: dict[int, _Record]) -> Callable[..., N
     return hook
 
 
-def _weight_recorder(events: list[tuple[str, Any, Any]], owner: dict[int, _Record]) -> Callable[..., None]:
+def _weight_recorder(events: list[tuple[str, Any, Any]], owner: dict[int, _Record],
+                     weight_io: dict[nn.Module, list[tuple[Tensor, Tensor]]]) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         source = owner.get(id(args[0])) if args and isinstance(args[0], Tensor) else None
         events.append(("w", module, source))
+        if args and isinstance(args[0], Tensor) and isinstance(out, Tensor):
+            weight_io.setdefault(module, []).append((args[0].detach(), out.detach()))
 
     return hook
 
@@ -418,6 +422,27 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     when a mapping.
     The model is left exactly as it was. See :class:`StabilityReport` and :class:`LayerReport`.
     """
+    with traced(model, sample, run=run, surrogate=surrogate) as trace:
+        return _build(trace.records, probes, seed, target)
+
+
+@dataclass
+class Trace:
+    """One recorded run: per neuron site its record (surrogate inputs, neuron inputs, wiring), and the inputs
+    and outputs of every weight module outside the neurons."""
+
+    records: dict[str, _Record]
+    weight_io: dict[nn.Module, list[tuple[Tensor, Tensor]]]
+
+    def ordered(self) -> list[_Record]:
+        return sorted((r for r in self.records.values() if r.calls), key=lambda r: r.first_event)
+
+
+@contextlib.contextmanager
+def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
+           grad: bool = True) -> Iterator[Trace]:
+    """Run ``model`` on ``sample`` with recording surrogates and hooks installed; everything is removed on exit,
+    so the model is left exactly as it was. Raises a four-part error when the run fails."""
     sites = find_neurons(model)
     if not sites:
         raise _no_neurons(model)
@@ -427,6 +452,7 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     handle = None
     hooks: list[Any] = []
     events: list[tuple[str, Any, Any]] = []
+    weight_io: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
     try:
         unpatched = {p: r.surrogate for p, r in records.items()
                      if not isinstance(next(iter(r.site.driver.current().values()), None), Surrogate)}
@@ -436,7 +462,7 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
         owner: dict[int, _Record] = {}
         for _name, module in model.named_modules():
             if id(module) not in internal and _weight_of(module) is not None:
-                hooks.append(module.register_forward_hook(_weight_recorder(events, owner)))
+                hooks.append(module.register_forward_hook(_weight_recorder(events, owner, weight_io)))
         for rec in records.values():
             hooks.append(rec.site.module.register_forward_pre_hook(_input_recorder(rec, events)))
             hooks.append(rec.site.module.register_forward_hook(_output_recorder(rec, owner)))
@@ -447,9 +473,9 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
         _reset_states(sites)
         try:
             # a leaf sample with a gradient lets the measurement reach neurons that hold their input weights
-            fed = sample.detach().requires_grad_(True) if isinstance(sample, Tensor) and sample.is_floating_point() \
+            fed = sample.detach().requires_grad_(grad) if isinstance(sample, Tensor) and sample.is_floating_point() \
                 else sample
-            with torch.enable_grad():
+            with torch.set_grad_enabled(grad):
                 run(model, fed)
         except Exception as exc:
             shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
@@ -460,7 +486,7 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
                 fix="pass a sample with the model's input shape (time first for multi-step models), or "
                     "run=lambda model, x: ... that runs it the way your training loop does") from exc
         _wire(events)
-        return _build(records, probes, seed, target)
+        yield Trace(records, weight_io)
     finally:
         for h in hooks:
             h.remove()
@@ -471,7 +497,7 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
 def _build(records: dict[str, _Record], probes: int, seed: int, target: float | dict[str, float]
            ) -> StabilityReport:
     gen = torch.Generator().manual_seed(seed)
-    ordered = sorted((r for r in records.values() if r.calls), key=lambda r: r.first_event)
+    ordered = Trace(records, {}).ordered()
     if not ordered:
         raise ConfigError("no spiking layer called its surrogate while running the sample",
                           got=raw(f"{len(records)} neuron sites, none fired a surrogate call"),

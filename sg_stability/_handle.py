@@ -77,6 +77,8 @@ class PatchHandle:
         self.records: tuple[SlotRecord, ...] = tuple(records)
         #: set by ``sg.stabilize``: the StabilityReport of the model as patched
         self.report: Any = None
+        #: set by ``sg.stabilize(..., init=...)``: the InitReport of the weight initialisation
+        self.init_report: Any = None
         self.skipped: tuple[Problem, ...] = tuple(skipped)
         self.notes: tuple[str, ...] = tuple(notes)
         self._removed = False

@@ -25,11 +25,16 @@ def _choice(layer: LayerReport, base: Surrogate) -> Surrogate:
     return chosen
 
 
-def stabilize(model: nn.Module, sample: Any, *, family: str = "fast_sigmoid", run: Run | None = None,
-              target: float = 1.0, rounds: int = 4, tolerance: float = 0.005, probes: int = 4, seed: int = 0,
+def stabilize(model: nn.Module, sample: Any, *, family: str = "fast_sigmoid", init: str | None = None,
+              init_options: dict[str, Any] | None = None, run: Run | None = None, target: float = 1.0,
+              rounds: int = 4, tolerance: float = 0.005, probes: int = 4, seed: int = 0,
               **params: Any) -> PatchHandle:
     """Choose every spiking layer's surrogate from the stability analysis and patch the model, in one call.
 
+    0. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("stability" is the
+       paper's high initial firing rate), with ``init_options``; ``handle.init_report`` says what changed. The
+       weights are not restored by ``handle.remove()`` unless ``init_options={"backup": True}`` was given and
+       ``handle.init_report.restore()`` is called (decisions D5);
     1. :func:`analyze` the model with ``family`` (default: the derivative of the fast sigmoid, the paper's
        finding) and its ``params``;
     2. per layer: dampening from Condition III (recurrent) or the depth rule (feed-forward), when that keeps
@@ -50,6 +55,11 @@ def stabilize(model: nn.Module, sample: Any, *, family: str = "fast_sigmoid", ru
         raise ConfigError("rounds must be a positive integer", got=rounds, allowed="1, 2, ...",
                           fix="pass rounds=4 (the default)")
     base = get(family, **params)
+    init_report = None
+    if init is not None:
+        from .init import initialize
+
+        init_report = initialize(model, sample, init, run=run, **(init_options or {}))
     report = analyze(model, sample, run=run, surrogate=base, probes=probes, seed=seed, target=target)
     chosen = {layer.name: _choice(layer, base) for layer in report.layers}
 
@@ -64,6 +74,7 @@ def stabilize(model: nn.Module, sample: Any, *, family: str = "fast_sigmoid", ru
         checked = _close_loop(layer.name, chosen, check, checked, target, tolerance, rounds)
     handle = patch(model, targets={_glob_escape(n): s for n, s in chosen.items()})
     handle.report = checked
+    handle.init_report = init_report
     return handle
 
 

@@ -216,9 +216,23 @@ def _raw64(x: Number) -> Tensor:
 
 
 # -- the mean-square gain of the transition derivative --------------------------------------------------
-def mean_square_gain(w_rec: Tensor | None, leak: Number, *, sg1: Tensor, sg2: Tensor, quiet: Number = 0.5,
-                     reset: str = "subtract", reset_grad: bool = False, reset_jump: Number | None = None,
-                     threshold: Number = 1.0) -> Tensor:
+class PreparedWeights:
+    """A recurrent weight matrix reduced to what the gain needs: the column means of ``W_ij^2`` (the mean over
+    rows commutes with the sum over j), the diagonal, and the matrix itself for the per-row zero reset.
+    Solvers build it once, so each evaluation costs O(n) instead of O(n^2)."""
+
+    def __init__(self, w_rec: Tensor) -> None:
+        w = _matrix(w_rec, "w_rec")
+        assert w is not None
+        self.matrix = w
+        self.col_sq_mean = (w * w).mean(0)
+        self.diag = torch.diagonal(w).clone() if w.shape[0] == w.shape[1] else torch.zeros(w.shape[0],
+                                                                                          dtype=w.dtype)
+
+
+def mean_square_gain(w_rec: Tensor | PreparedWeights | None, leak: Number, *, sg1: Tensor, sg2: Tensor,
+                     quiet: Number = 0.5, reset: str = "subtract", reset_grad: bool = False,
+                     reset_jump: Number | None = None, threshold: Number = 1.0) -> Tensor:
     """``g^2 = mean_i sum_j E[J_ij^2]``: the mean-square row norm of the transition derivative.
 
     ``sg1``, ``sg2``: per-neuron ``E[sigma'(v)]`` and ``E[sigma'(v)^2]`` (from the uniform assumption or from
@@ -233,25 +247,31 @@ def mean_square_gain(w_rec: Tensor | None, leak: Number, *, sg1: Tensor, sg2: Te
     a = _leak(leak)
     s1, s2 = _t(sg1, "sg1"), _t(sg2, "sg2")
     q = _t(quiet, "quiet")
-    w = _matrix(w_rec, "w_rec")
-    if w is not None:
-        diag = torch.diagonal(w)
-        off = (w * w) @ s2.expand(w.shape[1]) - diag * diag * s2.expand(diag.shape)
-    else:
-        diag = torch.zeros(())
-        off = torch.zeros(())
+    prep = w_rec if isinstance(w_rec, PreparedWeights) or w_rec is None else PreparedWeights(w_rec)
     c: Number = 0.0
     if reset_grad and r != "none":
         if reset_jump is not None:
             c = _t(reset_jump, "reset_jump")
         else:  # the reset term's derivative at v = theta: theta (subtract, zero), alpha theta (multiplicative)
             c = _t(threshold, "threshold") * (a if r == "multiplicative" else 1.0)
+    diag = prep.diag if prep is not None else torch.zeros((), dtype=torch.float64)
     d = diag - c
     leak_weight = q if r == "multiplicative" else 1.0
-    row = off + leak_weight * (a * a + 2 * a * d * s1) + d * d * s2
+    own = leak_weight * (a * a + 2 * a * d * s1) + d * d * s2  # the diagonal entry, per row
+    if prep is None:
+        off_rows: Tensor | None = None
+        off_mean = torch.zeros((), dtype=torch.float64)
+    elif r == "zero" and q.dim() > 0:
+        w = prep.matrix
+        off_rows = (w * w) @ s2.expand(w.shape[1]) - diag * diag * s2.expand(diag.shape)
+        off_mean = off_rows.mean()
+    else:
+        off_rows = None
+        off_mean = prep.col_sq_mean @ s2.expand(prep.col_sq_mean.shape) - (diag * diag * s2).mean()
     if r == "zero":
-        row = q * row
-    return row.mean() if row.dim() else row
+        row = q * (off_rows if off_rows is not None else off_mean) + q * own
+        return row.mean() if row.dim() else row
+    return off_mean + (own.mean() if own.dim() else own)
 
 
 def theory_moments(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None, leak: Number,
@@ -273,6 +293,17 @@ def theory_gain(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None,
     """The paper's prediction of the per-step gradient gain g from the weights alone (uniform voltage)."""
     sg1, sg2, quiet = theory_moments(surrogate, w_rec, w_in, leak, threshold, reset, input_max)
     g2 = mean_square_gain(w_rec, leak, sg1=sg1, sg2=sg2, quiet=quiet, reset=reset, reset_grad=reset_grad,
+                          reset_jump=reset_jump, threshold=threshold)
+    return math.sqrt(max(float(g2), 0.0))
+
+
+def _uniform_gain(surrogate: Surrogate, prep: PreparedWeights | None, lo: Tensor, hi: Tensor, leak: Number,
+                  threshold: Number, reset: str, reset_grad: bool, reset_jump: Number | None) -> float:
+    sg1, sg2 = uniform_moment(surrogate, 1, lo, hi), uniform_moment(surrogate, 2, lo, hi)
+    width = hi - lo
+    quiet = torch.where(torch.isinf(width), torch.full_like(width, 0.5),
+                        ((0.0 - lo) / width.clamp(min=1e-300)).clamp(0.0, 1.0))
+    g2 = mean_square_gain(prep, leak, sg1=sg1, sg2=sg2, quiet=quiet, reset=reset, reset_grad=reset_grad,
                           reset_jump=reset_jump, threshold=threshold)
     return math.sqrt(max(float(g2), 0.0))
 
@@ -347,10 +378,12 @@ def condition_iv(surrogate: Surrogate | str, w_rec: Tensor | None, leak: Number,
     lo, hi = bounds or (1e-3, 1e3)
     offset = 1.0 if knob == "tail" else 0.0
 
+    prep = PreparedWeights(w_rec) if w_rec is not None else None
+    lo_v, hi_v = voltage_range(w_rec, w_in, leak, threshold, reset, input_max)
+
     def gain(x: float) -> float:
-        changed = sg.replace(**{knob: x})
-        return theory_gain(changed, w_rec, w_in, leak, threshold, reset, reset_grad=reset_grad,
-                           reset_jump=reset_jump, input_max=input_max)
+        return _uniform_gain(sg.replace(**{knob: x}), prep, lo_v, hi_v, leak, threshold, reset, reset_grad,
+                             reset_jump)
 
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)
 

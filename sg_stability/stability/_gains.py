@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .._errors import ConfigError
 from ..surrogates import Surrogate
-from ._conditions import Number, Verdict, mean_square_gain, solve_gain
+from ._conditions import Number, PreparedWeights, Verdict, mean_square_gain, solve_gain
 from .reference import RecurrentLIF
 
 
@@ -55,9 +55,14 @@ def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Numbe
     offset = 1.0 if knob == "tail" else 0.0
     lo, hi = bounds or (1e-3, 1e3)
 
+    prep = PreparedWeights(w_rec) if w_rec is not None else None
+    flat = v.detach().double().reshape(-1, v.shape[-1]) if isinstance(v, Tensor) and v.dim() >= 1 else v
+
     def gain(x: float) -> float:
-        return data_gain(surrogate.replace(**{knob: x}), v, w_rec, leak, reset, reset_grad=reset_grad,
-                         reset_jump=reset_jump, threshold=threshold)
+        sg1, sg2, quiet = data_moments(surrogate.replace(**{knob: x}), flat)
+        g2 = mean_square_gain(prep, leak, sg1=sg1, sg2=sg2, quiet=quiet, reset=reset, reset_grad=reset_grad,
+                              reset_jump=reset_jump, threshold=threshold)
+        return math.sqrt(max(float(g2), 0.0))
 
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)
 
