@@ -9,6 +9,7 @@ for backward: the distinct storages autograd still holds when the forward pass e
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import math
@@ -149,3 +150,14 @@ def report(times: dict[str, list[float]], peaks: dict[str, list[int]], held: dic
 @contextlib.contextmanager
 def nothing() -> Iterator[None]:
     yield None
+
+
+def network_arguments(parser: argparse.ArgumentParser, rounds: int) -> None:
+    """The options every training-step benchmark shares: rounds, warm-up and the 700 -> hidden -> 20 network."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--inputs", type=int, default=700)
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--outputs", type=int, default=20)

@@ -133,13 +133,7 @@ def run_case(case, args):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--framework", choices=["spikingjelly", "norse", "both"], default="both")
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--inputs", type=int, default=700)
-    parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--outputs", type=int, default=20)
+    _measure.network_arguments(parser, rounds=12)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, sg-stability {sg.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads")

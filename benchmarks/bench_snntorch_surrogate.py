@@ -50,13 +50,7 @@ class Net(nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--inputs", type=int, default=700)
-    parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--outputs", type=int, default=20)
+    _measure.network_arguments(parser, rounds=15)
     args = parser.parse_args()
 
     import snntorch

@@ -49,19 +49,20 @@ def main() -> None:
         start = time.perf_counter()
         handle = sg.stabilize(net, x, family=args.family)
         seconds = time.perf_counter() - start
-        chosen = next(iter(handle.surrogates.values()))
-        rows.append(row(framework, f"stabilize: {chosen!r}"[:60], handle.report, seconds))
+        chosen = handle.report.layers[0].surrogate
+        label = f"stabilize: {chosen.family}(gamma={float(chosen.dampening):.3g}, beta={float(chosen.sharpness):.3g})"
+        rows.append(row(framework, label, handle.report, seconds))
         handle.remove()
     print(f"torch {torch.__version__}; {shd_networks.N_IN} -> {args.hidden} recurrent LIF -> {shd_networks.N_OUT}, "
           f"T = {args.steps}, batch {args.batch}; recurrent layer shown")
-    print(f"\n{'framework':<14}{'surrogate':<62}{'rate':>6}{'data g':>8}{'meas. g':>8}{'BPTT g':>8}"
+    print(f"\n{'framework':<14}{'surrogate':<50}{'rate':>6}{'data g':>8}{'meas. g':>8}{'BPTT g':>8}"
           f"{'spread':>10}{'within 10x':>11}{'time s':>8}")
     for r in rows:
         def f(v: float | None, fmt: str = ".3f") -> str:
             return "-" if v is None else format(v, fmt)
 
         ok = r["spread"] is not None and r["spread"] <= 10
-        print(f"{r['framework']:<14}{r['surrogate']:<62}{r['rate']:>6.3f}{f(r['data']):>8}{f(r['measured']):>8}"
+        print(f"{r['framework']:<14}{r['surrogate']:<50}{r['rate']:>6.3f}{f(r['data']):>8}{f(r['measured']):>8}"
               f"{f(r['bptt']):>8}{f(r['spread'], '.3g'):>10}{('yes' if ok else 'NO'):>11}"
               f"{f(r['seconds'], '.1f'):>8}")
     if args.plot:

@@ -11,7 +11,11 @@ RecurrentLIF layer (700 Poisson inputs at 5 %, T = 100, batch 16) is run and thr
 and, for recurrent layers, the per-step growth of ||dL/dy_t|| over the whole sequence (BPTT). Relative error
 = |predicted - measured| / measured. Target (issue 4): median error of the data-driven estimate <= 15 %.
 
-    python benchmarks/validate_stability.py                 # the full grid, about 2 minutes on 2 cores
+The same comparison is then made in every framework available, on the recurrent layer of the SHD-style
+network (benchmarks/shd_networks.py) at 64 / 256 / 1024 neurons, three recurrent weight scales and every
+family, analyzed by sg.analyze (the measurement there is autograd through the framework's own modules).
+
+    python benchmarks/validate_stability.py                 # the full grid, about 5 minutes on 2 cores
     python benchmarks/validate_stability.py --quick         # a small grid (seconds)
     python benchmarks/validate_stability.py --plot out/validate_stability.png
 """
@@ -22,11 +26,16 @@ import argparse
 import itertools
 import statistics
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shd_networks
+
+import sg_stability as sg
 from sg_stability import stability as st
 from sg_stability.surrogates import families
 
@@ -63,6 +72,20 @@ def one(n: int, scale: float, threshold: float, reset: str, reset_grad: bool, fa
     return row
 
 
+def framework_row(framework: str, n: int, scale: float, family: str, seed: int, steps: int, batch: int) -> dict:
+    """The recurrent layer of the SHD-style network built in a framework, analyzed with sg.analyze."""
+    w = shd_networks.weights(seed=seed, n_rec=n, recurrent_scale=scale)
+    x = shd_networks.sample(steps, batch, seed=seed + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = shd_networks.BUILDERS[framework](w)
+        layer = sg.analyze(net, x, surrogate=family, probes=8)["lif_rec"]
+    return {"n": n, "scale": scale, "threshold": 1.0, "reset": framework, "family": family,
+            "kind": f"{framework} (recurrent)", "rate": layer.firing_rate, "theory": layer.theory_gain,
+            "data": layer.data_gain, "measured": layer.measured_gain,
+            "bptt": layer.bptt_growth if layer.bptt_growth is not None else float("nan")}
+
+
 def rel(a: float, b: float) -> float:
     return abs(a - b) / b if b > 0 else float("inf")
 
@@ -71,13 +94,13 @@ def summarize(rows: list[dict], key: str, label: str) -> None:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(r[key], []).append(r)
-    print(f"\n{label:<16}{'configs':>8}{'median rate':>12}{'data err (median)':>19}{'data err (max)':>16}"
+    print(f"\n{label:<26}{'configs':>8}{'median rate':>12}{'data err (median)':>19}{'data err (max)':>16}"
           f"{'theory err (median)':>21}{'bptt/measured':>15}")
     for name, rs in groups.items():
         de = [rel(r["data"], r["measured"]) for r in rs]
         te = [rel(r["theory"], r["measured"]) for r in rs]
         bias = [r["bptt"] / r["measured"] for r in rs if r["bptt"] == r["bptt"] and r["measured"] > 0]
-        print(f"{name:<16}{len(rs):>8}{statistics.median(r['rate'] for r in rs):>12.3f}"
+        print(f"{name:<26}{len(rs):>8}{statistics.median(r['rate'] for r in rs):>12.3f}"
               f"{statistics.median(de):>18.1%}{max(de):>16.1%}{statistics.median(te):>20.1%}"
               f"{(statistics.median(bias) if bias else float('nan')):>15.3f}")
 
@@ -91,7 +114,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, key in zip(axes, ("data", "theory"), strict=True):
-        for kind, marker in (("recurrent", "o"), ("feed-forward", "^")):
+        for kind, marker in [("recurrent", "o"), ("feed-forward", "^")] + [
+                (k, "s") for k in sorted({r["kind"] for r in rows}) if k not in ("recurrent", "feed-forward")]:
             rs = [r for r in rows if r["kind"] == kind]
             ax.scatter([r["measured"] for r in rs], [r[key] for r in rs], s=10, marker=marker, alpha=0.6,
                        label=kind)
@@ -128,17 +152,25 @@ def main() -> None:
     grid += [(n, s, th, "subtract", False, f, False) for n, s, th, f in
              itertools.product(sizes, scales, thresholds, fams)]
     rows = [one(*cfg, steps=steps, batch=batch, seed=i) for i, cfg in enumerate(tqdm(grid, file=sys.stderr))]
-    print(f"torch {torch.__version__}; {len(rows)} configurations; leak 0.9, 700 inputs at 5 %, T = {steps}, "
-          f"batch {batch}; families: {', '.join(fams)}")
-    summarize(rows, "kind", "layer kind")
+    fw_sizes, fw_scales = ([64], [4.0]) if args.quick else ([64, 256, 1024], [2.0, 4.0, 6.0])
+    fw_grid = list(itertools.product(shd_networks.available(), fw_sizes, fw_scales, fams))
+    fw_rows = [framework_row(f, n, sc, fam, i, steps, batch)
+               for i, (f, n, sc, fam) in enumerate(tqdm(fw_grid, file=sys.stderr))]
+    print(f"torch {torch.__version__}; {len(rows)} reference + {len(fw_rows)} framework configurations; "
+          f"leak 0.9, 700 inputs at 5 %, T = {steps}, batch {batch}; families: {', '.join(fams)}")
+    summarize(rows + fw_rows, "kind", "layer kind")
     summarize(rows, "reset", "reset")
     summarize([r for r in rows if r["kind"] == "recurrent"], "family", "family (rec.)")
-    de = [rel(r["data"], r["measured"]) for r in rows]
-    te = [rel(r["theory"], r["measured"]) for r in rows]
+    if fw_rows:
+        print("\n(framework rows: the SHD-style network of benchmarks/shd_networks.py, analyzed by sg.analyze; "
+              "Norse's measured gain is the BPTT growth, its synaptic current is not in the data-driven model)")
+    everything = rows + fw_rows
+    de = [rel(r["data"], r["measured"]) for r in everything]
+    te = [rel(r["theory"], r["measured"]) for r in everything]
     print(f"\nALL: median relative error data-driven {statistics.median(de):.1%} (target <= 15 %: "
           f"{'met' if statistics.median(de) <= 0.15 else 'MISSED'}), theory {statistics.median(te):.1%}")
     if args.plot:
-        plot(rows, args.plot)
+        plot(everything, args.plot)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,10 @@ def main() -> None:
     patched_net = copy.deepcopy(initial)
 
     print(f"digits: {len(data[1])} train / {len(data[3])} test samples, {args.steps} time steps each")
+    # before training: how do gradients flow through this network with snnTorch's default surrogate?
+    report = sg.analyze(initial, spike_trains(data[0][:128], args.steps, torch.Generator().manual_seed(7)))
+    print(report)
+    print(f"wrote {report.plot(args.out / 'quickstart_analysis.png')}\n")
     before = train_and_evaluate(default_net, data, epochs=args.epochs, steps=args.steps, label="default")
 
     handle = sg.patch(patched_net, surrogate=args.surrogate, dampening=args.dampening, sharpness=args.sharpness)

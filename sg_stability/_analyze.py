@@ -28,9 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._api import _no_neurons, find_neurons, patch
+from ._api import _no_neurons, find_neurons, is_patched, patch
 from ._errors import ConfigError, raw
-from .adapter_api import Dynamics, NeuronSite
+from ._transaction import Transaction
+from .adapter_api import Dynamics, NeuronSite, PatchOptions
 from .stability import _conditions as cond
 from .stability import _gains as gains
 from .surrogates import Surrogate, get, read_native
@@ -324,10 +325,6 @@ def _grads(loss: Tensor, refs: list[STEP_REF]) -> list[Tensor | None]:
     return [_at(r, got.get(id(r[0]))) for r in refs]
 
 
-def _rademacher(like: Tensor, gen: torch.Generator) -> Tensor:
-    return torch.randint(0, 2, like.shape, generator=gen).to(like.dtype) * 2 - 1
-
-
 # -- measured gains ----------------------------------------------------------------------------------------
 def _probe_steps(steps: int) -> list[int]:
     if steps < 3:
@@ -343,7 +340,7 @@ def _measured_temporal(xs: list[STEP_REF], ins: list[STEP_REF], probes: int, gen
         for t in _probe_steps(len(xs) - delay):
             for _ in range(probes):
                 target = _value(xs[t + 1 + delay])
-                loss = (target * _rademacher(target, gen)).sum()
+                loss = (target * gains.rademacher(target, gen)).sum()
                 g_now, g_next = _grads(loss, [ins[t], ins[t + 1]])
                 if g_now is None or g_next is None:
                     return None
@@ -360,7 +357,7 @@ def _measured_layer(xs: list[STEP_REF], next_ins: list[STEP_REF], probes: int, g
     for t in _probe_steps(min(len(xs), len(next_ins))):
         for _ in range(probes):
             target = _value(next_ins[t])
-            loss = (target * _rademacher(target, gen)).sum()
+            loss = (target * gains.rademacher(target, gen)).sum()
             (g,) = _grads(loss, [xs[t]])
             if g is None:
                 return None
@@ -373,7 +370,7 @@ def _gradient_norms(xs: list[STEP_REF], ins: list[STEP_REF] | None, gen: torch.G
     if ins is None or len(xs) < 2:
         return None
     target = _value(xs[-1])
-    grads = _grads((target * _rademacher(target, gen)).sum(), ins)
+    grads = _grads((target * gains.rademacher(target, gen)).sum(), ins)
     if any(g is None for g in grads):
         return None
     norms = [float(g.double().norm()) for g in grads if g is not None]
@@ -450,14 +447,21 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
     records = {s.path: _Record(s, *_analysis_surrogate(s, requested)) for s in sites}
     run = run or (lambda m, x: m(x))
     handle = None
+    private: Transaction | None = None
     hooks: list[Any] = []
     events: list[tuple[str, Any, Any]] = []
     weight_io: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
     try:
         unpatched = {p: r.surrogate for p, r in records.items()
                      if not isinstance(next(iter(r.site.driver.current().values()), None), Surrogate)}
-        if unpatched:
+        if unpatched and not is_patched(model):
             handle = patch(model, targets={_glob_escape(p): s for p, s in unpatched.items()}, builtin=False)
+        elif unpatched:
+            # a live patch installed framework built-ins (SpikingJelly's fused classes): swap recording modules
+            # in through a private transaction, rolled back on exit; the live handle is not involved
+            private = Transaction()
+            for p, recording in unpatched.items():
+                records[p].site.driver.install(recording, private, p, PatchOptions(builtin=False))
         internal = {id(m) for s in sites for m in s.module.modules()}
         owner: dict[int, _Record] = {}
         for _name, module in model.named_modules():
@@ -492,6 +496,8 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
             h.remove()
         if handle is not None:
             handle.remove()
+        if private is not None:
+            private.rollback()
 
 
 def _build(records: dict[str, _Record], probes: int, seed: int, target: float | dict[str, float]
@@ -625,6 +631,8 @@ def _layer(rec: _Record, nxt: _Record | None, xs_all: dict[str, list[STEP_REF]],
                 sharp = gains.calibrate(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold,
                                         target=goal, **kw)
         measured = _measured_temporal(xs, ins, probes, gen) if ins is not None and not synapse else None
+    if sharp is not None and not sharp.feasible:
+        notes.append(f"no sharpness reaches g = {goal:g}: {sharp.reason}")
     norms = _gradient_norms(xs, ins, gen)
     if measured is None and gain_kind != "layer-to-layer":
         measured = _growth(norms)

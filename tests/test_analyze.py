@@ -108,6 +108,18 @@ def test_layer_to_layer_gain_on_a_spikingjelly_multistep_sequential():
     assert report.layers[0].dampening.value == pytest.approx(expected, rel=1e-6)
 
 
+def test_analyze_a_model_patched_with_spikingjelly_builtins():
+    # sg.patch installed SpikingJelly's own Sigmoid (fused path); analyze records through a private swap and puts
+    # the framework's objects back, leaving the live handle intact
+    net, x = small_net("spikingjelly")
+    with sg.patch(net, "sigmoid") as handle:
+        installed = {k: id(v) for k, v in handle.surrogates.items()}
+        report = sg.analyze(net, x)
+        assert report["lif_rec"].surrogate.family == "sigmoid"
+        assert {k: id(v) for k, v in handle.surrogates.items()} == installed
+        assert id(net.lif_rec.surrogate_function) == installed["lif_rec"]
+
+
 def test_report_prints_a_table_and_writes_a_png(tmp_path):
     net, x = small_net("snntorch")
     report = sg.analyze(net, x)

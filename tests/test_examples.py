@@ -26,6 +26,8 @@ def test_quickstart_trains_both_runs_and_writes_the_plot(tmp_path):
     assert "2 neuron sites patched" in stdout
     png = tmp_path / "quickstart_surrogates.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "StabilityReport: 2 spiking layers" in stdout
+    assert (tmp_path / "quickstart_analysis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_snntorch_benchmark_script_runs(tmp_path):
@@ -43,3 +45,14 @@ def test_framework_benchmark_script_runs():
                  "--inputs", "20", "--hidden", "16", "--outputs", "3", "--batch", "4")
     assert "=== spikingjelly" in stdout and "=== norse" in stdout
     assert "sg sigmoid -> built-in" in stdout and "no target" in stdout
+
+
+def test_stability_scripts_run(tmp_path):
+    pytest.importorskip("snntorch")
+    out = run("benchmarks/stabilize_shd.py", "--hidden", "32", "--steps", "30", "--batch", "4",
+              "--plot", str(tmp_path / "shd.png"))
+    assert "framework default" in out and "stabilize: fast_sigmoid" in out
+    assert (tmp_path / "shd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = run("benchmarks/bench_analyzer.py", "--sizes", "64", "--repeats", "1", "--hidden", "32", "--steps", "20",
+              "--batch", "4")
+    assert "conditions I-IV" in out and "analyze s" in out

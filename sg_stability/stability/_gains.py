@@ -67,6 +67,24 @@ def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Numbe
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)
 
 
+def rademacher(like: Tensor, gen: torch.Generator) -> Tensor:
+    """Random signs shaped like ``like``: E[u u^T] = I, so E||J^T u||^2 = ||J||_F^2."""
+    return torch.randint(0, 2, like.shape, generator=gen).to(like.dtype) * 2 - 1
+
+
+def hutchinson_gain(pairs: Sequence[tuple[Tensor, Tensor]], probes: int, seed: int) -> float:
+    """Root mean-square row norm of the Jacobians d out / d inp over ``(out, inp)`` pairs (rows = ``out`` entries),
+    from ``probes`` vector-Jacobian products each."""
+    gen = torch.Generator().manual_seed(seed)
+    total, rows = 0.0, 0
+    for out, inp in pairs:
+        for _ in range(probes):
+            (g,) = torch.autograd.grad(out, inp, rademacher(out, gen), retain_graph=True)
+            total += float(g.double().square().sum())
+            rows += out.numel()
+    return math.sqrt(total / rows)
+
+
 def layer_gain(w: Tensor, sg2: Tensor) -> float:
     """Feed-forward gain from one spiking layer to the next at the same step: the root mean-square row norm of
     ``dI_next/dv = W diag(sigma'(v))``, i.e. ``sqrt(mean_k sum_j W_kj^2 E[sigma'(v_j)^2])`` (``W``: next layer's
@@ -84,17 +102,11 @@ def measured_layer_gain(lower: RecurrentLIF, upper_weight: Tensor, z: Tensor, st
     t_max = len(membranes) - 1
     steps = list(steps) if steps is not None else [t_max // 2 + k * max(t_max // 8, 1) for k in range(4)
                                                    if t_max // 2 + k * max(t_max // 8, 1) <= t_max]
-    gen = torch.Generator().manual_seed(seed)
-    total, rows = 0.0, 0
+    pairs = []
     for t in steps:
         y = membranes[t].detach().requires_grad_(True)
-        current = lower.surrogate(y - lower.threshold) @ upper_weight.detach().T
-        for _ in range(probes):
-            u = torch.randint(0, 2, current.shape, generator=gen).to(current.dtype) * 2 - 1
-            (g,) = torch.autograd.grad(current, y, u, retain_graph=True)
-            total += float((g.double() ** 2).sum())
-            rows += current.numel()
-    return math.sqrt(total / rows)
+        pairs.append((lower.surrogate(y - lower.threshold) @ upper_weight.detach().T, y))
+    return hutchinson_gain(pairs, probes, seed)
 
 
 def measured_jacobian_gain(layer: RecurrentLIF, z: Tensor, steps: Sequence[int] | None = None,
@@ -107,17 +119,11 @@ def measured_jacobian_gain(layer: RecurrentLIF, z: Tensor, steps: Sequence[int] 
     t_max = len(membranes) - 1
     steps = list(steps) if steps is not None else sorted({t_max // 2 + k * max(t_max // 8, 1) for k in range(4)}
                                                          & set(range(t_max)))
-    gen = torch.Generator().manual_seed(seed)
-    total, rows = 0.0, 0
+    pairs = []
     for t in steps:
         y = membranes[t].detach().requires_grad_(True)
-        y_next = layer.step(y, currents[t + 1])
-        for _ in range(probes):
-            u = torch.randint(0, 2, y_next.shape, generator=gen).to(y_next.dtype) * 2 - 1
-            (g,) = torch.autograd.grad(y_next, y, u, retain_graph=True)
-            total += float((g.double() ** 2).sum())
-            rows += y_next.numel()
-    return math.sqrt(total / rows)
+        pairs.append((layer.step(y, currents[t + 1]), y))
+    return hutchinson_gain(pairs, probes, seed)
 
 
 def bptt_norms(layer: RecurrentLIF, z: Tensor, seed: int = 0) -> Tensor:
