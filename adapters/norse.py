@@ -213,6 +213,18 @@ class NorseDriver(NeuronDriver):
         record = self._record()
         return {"p": record.alpha if record.method == MARKER else record}
 
+    def sequence_call(self) -> bool:
+        return not type(self.module).__name__.endswith("Cell")
+
+    def threshold(self) -> float | Tensor | None:
+        v_th = getattr(self._record(), "v_th", None)
+        return v_th if isinstance(v_th, (float, Tensor)) else None
+
+    def set_threshold(self, value: float | Tensor, tx: Transaction) -> None:
+        old = self._record().v_th
+        new = torch.as_tensor(value, dtype=old.dtype, device=old.device) if isinstance(old, Tensor) else float(value)
+        tx.set(self.module, "p", _replaced(self.module.p, self.record, v_th=new))
+
     def dynamics(self) -> Dynamics | None:
         p = self._record()
         tau_mem_inv, v_th = getattr(p, "tau_mem_inv", None), getattr(p, "v_th", None)

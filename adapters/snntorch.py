@@ -25,6 +25,7 @@ from sg_stability.adapter_api import (
     NeuronSite,
     PatchOptions,
     Problem,
+    Transaction,
     hookimpl,
 )
 from sg_stability.surrogates import ATan, FastSigmoid, Sigmoid, Surrogate
@@ -84,6 +85,14 @@ class SnnTorchDriver(NeuronDriver):
         return Dynamics(leak=float(torch.as_tensor(beta).clamp(0, 1).mean()),
                         threshold=float(torch.as_tensor(threshold).mean()), reset=reset, reset_grad=False,
                         synapse=synapse, note="the synaptic current (alpha) is not modelled" if synapse else "")
+
+    def threshold(self) -> float | Tensor | None:
+        t = getattr(self.module, "threshold", None)
+        return t if isinstance(t, Tensor) else None
+
+    def set_threshold(self, value: float | Tensor, tx: Transaction) -> None:
+        old = cast(Tensor, self.module.threshold)
+        tx.set(self.module, "threshold", torch.as_tensor(value, dtype=old.dtype, device=old.device).clone())
 
     def internal_weights(self) -> dict[str, Tensor]:
         recurrent = getattr(self.module, "recurrent", None)

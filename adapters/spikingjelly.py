@@ -156,6 +156,17 @@ class SpikingJellyDriver(NeuronDriver):
             return None
         return getattr(module, form[0]), form[1]
 
+    def sequence_call(self) -> bool:
+        return getattr(self.module, "step_mode", "s") == "m" or self.call_pattern.whole_sequence
+
+    def threshold(self) -> float | Tensor | None:
+        t = getattr(self.module, "v_threshold", None)
+        return t if isinstance(t, (int, float, Tensor)) and not isinstance(t, bool) else None
+
+    def set_threshold(self, value: float | Tensor, tx: Transaction) -> None:
+        tx.set(self.module, "v_threshold", float(value) if not isinstance(value, Tensor) or value.numel() == 1
+               else value)
+
     def dynamics(self) -> Dynamics | None:
         m: Any = self.module
         name = type(m).__name__

@@ -9,7 +9,7 @@ See README.md for the framework support matrix and the method (Herranz-Celotti &
 "Stabilizing Spiking Neuron Training", arXiv 2202.00282).
 """
 
-from . import init, plugins, stability, surrogates
+from . import anneal, diagnostics, init, plugins, schedules, sparsity, stability, surrogates
 from ._analyze import LayerReport, StabilityReport, analyze
 from ._api import find_neurons, is_patched, patch, unpatch
 from ._errors import (
@@ -57,12 +57,16 @@ __all__ = [
     "UnknownSurrogateError",
     "__version__",
     "analyze",
+    "anneal",
+    "diagnostics",
     "find_neurons",
     "hookimpl",
     "init",
     "is_patched",
     "patch",
     "plugins",
+    "schedules",
+    "sparsity",
     "stability",
     "stabilize",
     "surrogates",

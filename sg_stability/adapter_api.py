@@ -139,6 +139,19 @@ class NeuronDriver:
         """The neuron's dynamics for the stability analyzer, or None when the model does not describe it."""
         return None
 
+    def sequence_call(self) -> bool:
+        """True when one call of the module covers a whole ``[T, batch, ...]`` sequence (its input and spike
+        output have time first); False when it is called once per step."""
+        return self.call_pattern.whole_sequence
+
+    def threshold(self) -> float | Tensor | None:
+        """The firing threshold, or None when the adapter does not expose it."""
+        return None
+
+    def set_threshold(self, value: float | Tensor, tx: Transaction) -> None:
+        """Replace the threshold through ``tx`` (undo is exact); only called when :meth:`threshold` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} does not set thresholds")
+
     def internal_weights(self) -> dict[str, Tensor]:
         """Weights the neuron module holds itself: ``"input"`` (feed-forward) and/or ``"recurrent"``, each shaped
         like ``nn.Linear.weight`` (rows = receiving neurons). Weights in modules *before* the neuron are found by

@@ -1,0 +1,248 @@
+"""Training diagnostics: which layers are dead, saturated, outside the surrogate's reach, or losing their
+gradient over time -- at a glance, for any model the adapters understand.
+
+``diag = sg.diagnostics.Diagnostics(model)`` hooks every spiking layer. During training it counts spikes per
+neuron (detached), the membrane values inside the surrogate's active region (where the slot holds a surrogate
+``sg.patch`` installed), and the gradient norm that reaches each time step's spikes in backward. Call
+``diag.end_epoch()`` once per epoch to close an epoch's record; ``print(diag.summary())`` gives a table with
+hints, ``diag.plot(path)`` a PNG dashboard. Memory is a few numbers per neuron and per time step, whatever the
+sequence length; ``diag.remove()`` removes the hooks, which is all it added.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import torch
+from torch import Tensor, nn
+
+from ._api import _no_neurons, find_neurons
+from ._errors import ConfigError
+from .adapter_api import NeuronSite
+from .surrogates import Surrogate
+
+__all__ = ["Diagnostics", "EpochRecord"]
+
+
+@dataclass
+class EpochRecord:
+    """One layer's statistics over one epoch."""
+
+    rate: float
+    dead: float
+    saturated: float
+    active: float | None
+    gradient_norms: list[float]  # RMS over batches of ||dL/ds_t||, per time step t
+
+    @property
+    def gradient_growth(self) -> float | None:
+        """Per-step growth of the gradient going back in time (> 1: grows), from the per-step norms."""
+        norms = [n for n in self.gradient_norms if n > 0]
+        if len(norms) < 3:
+            return None
+        return (norms[0] / norms[-1]) ** (1.0 / (len(norms) - 1))
+
+
+@dataclass
+class _Layer:
+    site: NeuronSite
+    sequence: bool
+    hwhm: float | None
+    spikes: Tensor | None = None  # per-neuron spike counts in the epoch
+    events: int = 0  # (step, sample) pairs seen in the epoch
+    active: int = 0
+    membranes: int = 0
+    step: int = 0  # step index within the current forward pass
+    grad_sq: list[float] = field(default_factory=list)
+    grad_batches: list[int] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+class Diagnostics:
+    """Per-layer training diagnostics; see the module docstring."""
+
+    def __init__(self, model: nn.Module, *, gradients: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError("Diagnostics needs a torch.nn.Module", got=type(model).__name__,
+                              allowed="a model with spiking neurons", fix="pass the model itself")
+        sites = find_neurons(model)
+        if not sites:
+            raise _no_neurons(model)
+        self.gradients = gradients
+        self.layers: dict[str, _Layer] = {}
+        self._hooks: list[Any] = []
+        for site in sites:
+            slot = next(iter(site.driver.current().values()), None)
+            hwhm = None
+            if isinstance(slot, Surrogate) and not isinstance(slot.sharpness, Tensor):
+                hwhm = float(slot.describe().hwhm)
+                self._hooks.append(slot.register_forward_hook(self._surrogate_hook(site.path)))
+            layer = _Layer(site, site.driver.sequence_call(), hwhm)
+            self.layers[site.path] = layer
+            self._hooks.append(site.module.register_forward_hook(self._spike_hook(layer)))
+
+    # -- hooks -------------------------------------------------------------------------------------------------
+    def _surrogate_hook(self, path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            layer = self.layers[path]
+            if layer.hwhm is None or not args or not isinstance(args[0], Tensor):
+                return
+            v = args[0].detach()
+            layer.active += int((v.abs() <= layer.hwhm).sum())
+            layer.membranes += v.numel()
+
+        return hook
+
+    def _spike_hook(self, layer: _Layer) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            spikes = out if isinstance(out, Tensor) else (out[0] if isinstance(out, (tuple, list)) and out and
+                                                          isinstance(out[0], Tensor) else None)
+            if spikes is None or spikes.dim() == 0:
+                return
+            lead = 2 if layer.sequence and spikes.dim() >= 2 else 1
+            counts = spikes.detach().sum(tuple(range(lead)))
+            layer.spikes = counts if layer.spikes is None else layer.spikes + counts
+            layer.events += math.prod(spikes.shape[:lead])
+            steps = spikes.shape[0] if lead == 2 else 1
+            first = layer.step
+            layer.step += steps
+            if self.gradients and spikes.requires_grad and torch.is_grad_enabled():
+                spikes.register_hook(self._grad_hook(layer, first, lead == 2))
+
+        return hook
+
+    def _grad_hook(self, layer: _Layer, first: int, sequence: bool) -> Callable[[Tensor], None]:
+        def hook(grad: Tensor) -> None:
+            g = grad.detach()
+            norms = g.flatten(1).double().square().sum(1).tolist() if sequence else [float(g.double().square().sum())]
+            for k, value in enumerate(norms):
+                t = first + k
+                while len(layer.grad_sq) <= t:
+                    layer.grad_sq.append(0.0)
+                    layer.grad_batches.append(0)
+                layer.grad_sq[t] += value
+                layer.grad_batches[t] += 1
+
+        return hook
+
+    # -- epochs --------------------------------------------------------------------------------------------------
+    def end_batch(self) -> None:
+        """Mark the end of a forward/backward pass (resets the time-step counters). Called automatically by
+        :meth:`end_epoch`; call it yourself after each batch when one forward does not start at step 0."""
+        for layer in self.layers.values():
+            layer.step = 0
+
+    def end_epoch(self) -> dict[str, EpochRecord]:
+        """Close the epoch: store and return each layer's record, and start counting afresh."""
+        self.end_batch()
+        out = {}
+        for path, layer in self.layers.items():
+            if layer.spikes is None or layer.events == 0:
+                continue
+            per_neuron = layer.spikes.double().flatten() / layer.events
+            record = EpochRecord(
+                rate=float(per_neuron.mean()), dead=float((per_neuron == 0).double().mean()),
+                saturated=float((per_neuron >= 1).double().mean()),
+                active=layer.active / layer.membranes if layer.membranes else None,
+                gradient_norms=[math.sqrt(s / b) if b else 0.0 for s, b in zip(layer.grad_sq, layer.grad_batches,
+                                                                                strict=True)])
+            layer.history.append(record)
+            out[path] = record
+            layer.spikes, layer.events, layer.active, layer.membranes = None, 0, 0, 0
+            layer.grad_sq, layer.grad_batches = [], []
+        return out
+
+    def history(self, path: str) -> list[EpochRecord]:
+        return self.layers[path].history
+
+    # -- reporting -----------------------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """The last epoch per layer, with hints."""
+        lines = [f"{'layer':<16}{'rate':>8}{'dead':>7}{'sat.':>7}{'active':>8}{'grad growth/step':>18}"]
+        hints: list[str] = []
+        for path, layer in self.layers.items():
+            if not layer.history:
+                continue
+            r = layer.history[-1]
+            growth = r.gradient_growth
+            lines.append(f"{path[:15]:<16}{r.rate:>8.3f}{r.dead:>7.2f}{r.saturated:>7.2f}"
+                         f"{'-' if r.active is None else format(r.active, '.2f'):>8}"
+                         f"{'-' if growth is None else format(growth, '.3f'):>18}")
+            hints.extend(f"{path}: {h}" for h in _hints(r, len(r.gradient_norms)))
+        if len(lines) == 1:
+            return "no epoch recorded yet: call end_epoch() after training an epoch"
+        return "\n".join(lines + ([""] + hints if hints else ["", "no problems seen"]))
+
+    def plot(self, path: str | Path) -> Path:
+        """A PNG dashboard: rate, dead and saturated fractions and active fraction per epoch, and the last
+        epoch's gradient norm per time step."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+        for name, layer in self.layers.items():
+            epochs = range(1, len(layer.history) + 1)
+            axes[0].plot(epochs, [r.rate for r in layer.history], marker=".", label=name)
+            axes[1].plot(epochs, [r.dead for r in layer.history], marker=".", label=f"{name} dead")
+            axes[1].plot(epochs, [r.saturated for r in layer.history], ls="--", label=f"{name} saturated")
+            if any(r.active is not None for r in layer.history):
+                axes[2].plot(epochs, [r.active if r.active is not None else float("nan") for r in layer.history],
+                             marker=".", label=name)
+            if layer.history and layer.history[-1].gradient_norms:
+                norms = layer.history[-1].gradient_norms
+                axes[3].plot(range(len(norms)), [n if n > 0 else float("nan") for n in norms], label=name)
+        for ax, title in zip(axes, ("firing rate", "dead / saturated fraction", "fraction in active region",
+                                    "||dL/ds_t|| per time step (last epoch)"), strict=True):
+            ax.set_title(title)
+            ax.legend(fontsize=7)
+        for ax in axes[:3]:
+            ax.set_xlabel("epoch")
+        axes[3].set_xlabel("time step t")
+        axes[3].set_yscale("log")
+        fig.tight_layout()
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        return out
+
+    # -- lifetime ------------------------------------------------------------------------------------------------
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def _hints(r: EpochRecord, steps: int) -> list[str]:
+    out = []
+    if r.dead >= 0.5:
+        out.append(f"{r.dead:.0%} of the neurons never spiked this epoch: raise the input weights, lower the "
+                   "threshold, or start from sg.init.calibrate_rate(model, sample, target_rate=0.5)")
+    if r.saturated >= 0.5:
+        out.append(f"{r.saturated:.0%} of the neurons spiked at every step: lower the input weights or raise "
+                   "the threshold; a sparsity loss (sg.sparsity.SparsityLoss) pulls the rate down")
+    if r.active is not None and r.active < 0.05:
+        out.append(f"only {r.active:.1%} of the membrane values are inside the surrogate's active region: "
+                   "widen it (lower sharpness) or run sg.stabilize")
+    growth = r.gradient_growth
+    if growth is not None and steps > 1:
+        total = growth ** (steps - 1)
+        if total > 100:
+            out.append(f"the gradient grows {growth:.3f}x per step going back in time ({total:.2g}x over {steps} "
+                       "steps): BPTT is exploding; sg.stabilize(model, sample) chooses a surrogate that keeps g ~ 1")
+        elif total < 0.01:
+            out.append(f"the gradient shrinks to {growth:.3f}x per step going back in time ({total:.2g}x over "
+                       f"{steps} steps): BPTT is vanishing; sg.stabilize(model, sample) can widen the surrogate")
+    return out
