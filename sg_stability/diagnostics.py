@@ -57,6 +57,7 @@ class _Layer:
     active: int = 0
     membranes: int = 0
     step: int = 0  # step index within the current forward pass
+    calls: int = 0  # surrogate calls seen (only the adapter's spike call of each step is counted)
     grad_sq: list[float] = field(default_factory=list)
     grad_batches: list[int] = field(default_factory=list)
     history: list[EpochRecord] = field(default_factory=list)
@@ -87,10 +88,16 @@ class Diagnostics:
 
     # -- hooks -------------------------------------------------------------------------------------------------
     def _surrogate_hook(self, path: str) -> Callable[..., None]:
+
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             layer = self.layers[path]
             if layer.hwhm is None or not args or not isinstance(args[0], Tensor):
                 return
+            call = layer.calls
+            layer.calls += 1
+            calls_per_step = layer.site.driver.call_pattern.calls_per_step
+            if call % calls_per_step != layer.site.driver.call_pattern.spike_call % calls_per_step:
+                return  # e.g. snnTorch's detached reset call on the previous membrane
             v = args[0].detach()
             layer.active += int((v.abs() <= layer.hwhm).sum())
             layer.membranes += v.numel()
@@ -135,6 +142,7 @@ class Diagnostics:
         :meth:`end_epoch`; call it yourself after each batch when one forward does not start at step 0."""
         for layer in self.layers.values():
             layer.step = 0
+            layer.calls = 0
 
     def end_epoch(self) -> dict[str, EpochRecord]:
         """Close the epoch: store and return each layer's record, and start counting afresh."""
