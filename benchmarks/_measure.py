@@ -108,8 +108,8 @@ def paired_rounds(variants: dict[str, Variant], step: Callable[[], None], rounds
 
 
 def report(times: dict[str, list[float]], peaks: dict[str, list[int]], held: dict[str, int], baseline: str,
-           no_target: dict[str, str] | None = None, baselines: dict[str, str] | None = None
-           ) -> list[tuple[str, float, float, float]]:
+           no_target: dict[str, str] | None = None, baselines: dict[str, str] | None = None,
+           targets: dict[str, float] | None = None) -> list[tuple[str, float, float, float]]:
     """Print the table and a verdict against the target <= 1.00 for every variant that is nobody's baseline,
     except those in ``no_target`` (variant -> why its cost is only reported). Each variant is compared with
     ``baselines.get(variant, baseline)``. Returns the ratios."""
@@ -137,12 +137,14 @@ def report(times: dict[str, list[float]], peaks: dict[str, list[int]], held: dic
         if n in (no_target or {}):
             print(f"{measured} -> no target: {no_target[n]}")  # type: ignore[index]
             continue
-        if all(round(v, 2) <= 1.0 for v in (tr, mr, hr)):  # the target is stated to two decimals
-            verdict = "meets the target <= 1.00"
-        elif round(hr, 2) <= 1.0 and t_low <= 1.0 and m_low <= 1.0:
-            verdict = "above 1.00 but not distinguishable from it: the 95% CI of the median ratio contains 1.00"
+        t_max, m_max = (targets or {}).get("time", 1.0), (targets or {}).get("memory", 1.0)
+        stated = f"time <= {t_max:.2f}, memory <= {m_max:.2f}"
+        if round(tr, 2) <= t_max and round(mr, 2) <= m_max and round(hr, 2) <= m_max:  # targets have two decimals
+            verdict = f"meets the target ({stated})"
+        elif round(hr, 2) <= m_max and t_low <= t_max and m_low <= m_max:
+            verdict = f"above the target ({stated}) but not distinguishable from it: the 95% CI contains it"
         else:
-            verdict = "MISSES the target <= 1.00"
+            verdict = f"MISSES the target ({stated})"
         print(f"{measured} -> {verdict}")
     return [row[:4] for row in rows]
 

@@ -3,7 +3,8 @@ gradient over time -- at a glance, for any model the adapters understand.
 
 ``diag = sg.diagnostics.Diagnostics(model)`` hooks every spiking layer. During training it counts spikes per
 neuron (detached), the membrane values inside the surrogate's active region (where the slot holds a surrogate
-``sg.patch`` installed), and the gradient norm that reaches each time step's spikes in backward. Call
+``sg.patch`` installed; on every ``active_every``-th step, 4 by default, which keeps the cost low), and the
+gradient norm that reaches each time step's spikes in backward. Call
 ``diag.end_epoch()`` once per epoch to close an epoch's record; ``print(diag.summary())`` gives a table with
 hints, ``diag.plot(path)`` a PNG dashboard. Memory is a few numbers per neuron and per time step, whatever the
 sequence length; ``diag.remove()`` removes the hooks, which is all it added.
@@ -54,26 +55,31 @@ class _Layer:
     hwhm: float | None
     spikes: Tensor | None = None  # per-neuron spike counts in the epoch
     events: int = 0  # (step, sample) pairs seen in the epoch
-    active: int = 0
+    active: Tensor | int = 0  # a tensor while counting: no host sync per step
     membranes: int = 0
     step: int = 0  # step index within the current forward pass
     calls: int = 0  # surrogate calls seen (only the adapter's spike call of each step is counted)
-    grad_sq: list[float] = field(default_factory=list)
-    grad_batches: list[int] = field(default_factory=list)
+    grad_parts: list[tuple[int, Tensor]] = field(default_factory=list)  # this batch: (first step, squared norms)
+    grad_sum: list[float] = field(default_factory=list)  # this epoch, per step
+    grad_count: list[int] = field(default_factory=list)
     history: list[EpochRecord] = field(default_factory=list)
 
 
 class Diagnostics:
     """Per-layer training diagnostics; see the module docstring."""
 
-    def __init__(self, model: nn.Module, *, gradients: bool = True) -> None:
+    def __init__(self, model: nn.Module, *, gradients: bool = True, active_every: int = 4) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError("Diagnostics needs a torch.nn.Module", got=type(model).__name__,
                               allowed="a model with spiking neurons", fix="pass the model itself")
         sites = find_neurons(model)
         if not sites:
             raise _no_neurons(model)
+        if isinstance(active_every, bool) or not isinstance(active_every, int) or active_every < 1:
+            raise ConfigError("active_every must be a positive integer", got=active_every, allowed="1, 2, ...",
+                              fix="pass 1 to look at every step, or a larger stride to save time")
         self.gradients = gradients
+        self.active_every = active_every
         self.layers: dict[str, _Layer] = {}
         self._hooks: list[Any] = []
         for site in sites:
@@ -95,11 +101,13 @@ class Diagnostics:
                 return
             call = layer.calls
             layer.calls += 1
-            calls_per_step = layer.site.driver.call_pattern.calls_per_step
-            if call % calls_per_step != layer.site.driver.call_pattern.spike_call % calls_per_step:
+            pattern = layer.site.driver.call_pattern
+            if call % pattern.calls_per_step != pattern.spike_call % pattern.calls_per_step:
                 return  # e.g. snnTorch's detached reset call on the previous membrane
+            if (call // pattern.calls_per_step) % self.active_every:
+                return  # the active-region fraction is estimated on every active_every-th step
             v = args[0].detach()
-            layer.active += int((v.abs() <= layer.hwhm).sum())
+            layer.active = layer.active + torch.count_nonzero(v.abs() <= layer.hwhm)
             layer.membranes += v.numel()
 
         return hook
@@ -125,16 +133,24 @@ class Diagnostics:
     def _grad_hook(self, layer: _Layer, first: int, sequence: bool) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:
             g = grad.detach()
-            norms = g.flatten(1).double().square().sum(1).tolist() if sequence else [float(g.double().square().sum())]
-            for k, value in enumerate(norms):
-                t = first + k
-                while len(layer.grad_sq) <= t:
-                    layer.grad_sq.append(0.0)
-                    layer.grad_batches.append(0)
-                layer.grad_sq[t] += value
-                layer.grad_batches[t] += 1
+            dims = tuple(range(1, g.dim())) if sequence else None
+            norms = torch.linalg.vector_norm(g, dim=dims)  # no squared copy of the gradient
+            layer.grad_parts.append((first, norms.reshape(-1)))  # squared on the host, once per batch
 
         return hook
+
+    @staticmethod
+    def _fold(layer: _Layer) -> None:
+        """Move this batch's per-step squared norms into the epoch's sums (one host sync per batch)."""
+        for first, norms in layer.grad_parts:
+            for k, value in enumerate(n * n for n in norms.double().tolist()):
+                t = first + k
+                while len(layer.grad_sum) <= t:
+                    layer.grad_sum.append(0.0)
+                    layer.grad_count.append(0)
+                layer.grad_sum[t] += value
+                layer.grad_count[t] += 1
+        layer.grad_parts = []
 
     # -- epochs --------------------------------------------------------------------------------------------------
     def end_batch(self) -> None:
@@ -143,6 +159,7 @@ class Diagnostics:
         for layer in self.layers.values():
             layer.step = 0
             layer.calls = 0
+            self._fold(layer)
 
     def end_epoch(self) -> dict[str, EpochRecord]:
         """Close the epoch: store and return each layer's record, and start counting afresh."""
@@ -155,13 +172,13 @@ class Diagnostics:
             record = EpochRecord(
                 rate=float(per_neuron.mean()), dead=float((per_neuron == 0).double().mean()),
                 saturated=float((per_neuron >= 1).double().mean()),
-                active=layer.active / layer.membranes if layer.membranes else None,
-                gradient_norms=[math.sqrt(s / b) if b else 0.0 for s, b in zip(layer.grad_sq, layer.grad_batches,
-                                                                                strict=True)])
+                active=float(layer.active) / layer.membranes if layer.membranes else None,
+                gradient_norms=[math.sqrt(v / c) if c else 0.0 for v, c in zip(layer.grad_sum, layer.grad_count,
+                                                                                 strict=True)])
             layer.history.append(record)
             out[path] = record
             layer.spikes, layer.events, layer.active, layer.membranes = None, 0, 0, 0
-            layer.grad_sq, layer.grad_batches = [], []
+            layer.grad_sum, layer.grad_count = [], []
         return out
 
     def history(self, path: str) -> list[EpochRecord]:

@@ -56,3 +56,20 @@ def test_stability_scripts_run(tmp_path):
     out = run("benchmarks/bench_analyzer.py", "--sizes", "64", "--repeats", "1", "--hidden", "32", "--steps", "20",
               "--batch", "4")
     assert "conditions I-IV" in out and "analyze s" in out
+
+
+def test_sparsity_recipe_example_runs(tmp_path):
+    pytest.importorskip("snntorch")
+    pytest.importorskip("sklearn")
+    out = run("examples/sparsity_recipe.py", "--epochs", "2", "--steps", "5", "--out", str(tmp_path))
+    for name in ("recipe: high initial rate + gradual sparsity", "fixed-weight sparsity", "no sparsity loss"):
+        assert name in out
+    assert "initialisation: firing-rate calibration to 0.5" in out and "grad growth/step" in out
+    assert (tmp_path / "sparsity_recipe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sparsity_benchmark_script_runs():
+    pytest.importorskip("snntorch")
+    out = run("benchmarks/bench_sparsity.py", "--rounds", "2", "--warmup", "0", "--steps", "5", "--batch", "4",
+              "--hidden", "16")
+    assert "monitor + loss + diag" in out and "time ratio" in out

@@ -334,7 +334,7 @@ def test_diagnostics_statistics_and_gradient_per_step(tmp_path):
     x.requires_grad_(True)
     # triangular(1, 1): sigma'(0.5) = 0.5 at layer b when a spiked (v_b = 1.5 - 1), 0 otherwise (v_b = -1.5), so
     # dL/ds_a = 2 * 0.5 = 1 where a spiked: ||dL/ds_a,t|| = sqrt(number of spikes of a at step t)
-    with sg.patch(net, "triangular"), sg.diagnostics.Diagnostics(net) as diag:
+    with sg.patch(net, "triangular"), sg.diagnostics.Diagnostics(net, active_every=1) as diag:
         out = net(x)
         out.sum().backward()
         records = diag.end_epoch()
