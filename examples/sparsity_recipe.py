@@ -8,11 +8,11 @@ spike trains (shipped with scikit-learn, no download), from the same initial wei
     fixed       the same sparsity loss at full weight from the first epoch (the usual fixed-weight practice)
     none        no sparsity loss
 
-Every run uses the paper's surrogate (``sg.patch(net, "fast_sigmoid")``) and attaches a RateMonitor (the differentiable rates) and Diagnostics (per-epoch rate, dead fraction,
-gradient per step). Prints final test accuracy and hidden firing rate, and writes a plot of rate and accuracy per
-epoch.
+Every run uses the paper's surrogate (``sg.patch(net, "fast_sigmoid")``) and attaches a RateMonitor (the
+differentiable rates) and Diagnostics (per-epoch rate, dead fraction, gradient per step). Prints final test
+accuracy and hidden firing rate, and writes a plot of rate and accuracy per epoch.
 
-    python examples/sparsity_recipe.py                  # about 2 minutes on 2 CPU cores
+    python examples/sparsity_recipe.py                  # about 35 s on 2 CPU cores
     python examples/sparsity_recipe.py --epochs 3       # faster
 """
 
@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quickstart import DigitsSNN, load_digits, spike_trains  # noqa: E402
+from quickstart import DigitsSNN, load_digits, spike_trains
 
-import sg_stability as sg  # noqa: E402
-from sg_stability.schedules import Constant, LinearRamp  # noqa: E402
-from sg_stability.sparsity import RateMonitor, SparsityLoss  # noqa: E402
+import sg_stability as sg
+from sg_stability.schedules import Constant, LinearRamp
+from sg_stability.sparsity import RateMonitor, SparsityLoss
 
 
 def evaluate(net: DigitsSNN, x: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[float, float]:

@@ -40,7 +40,8 @@ class Net(nn.Module):
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return torch.rand(STEPS, GLOBAL_BATCH, FEATURES, generator=g), torch.randint(0, CLASSES, (GLOBAL_BATCH,), generator=g)
+    x = torch.rand(STEPS, GLOBAL_BATCH, FEATURES, generator=g)
+    return x, torch.randint(0, CLASSES, (GLOBAL_BATCH,), generator=g)
 
 
 def loss_and_grads(model: nn.Module, monitor: RateMonitor, loss: SparsityLoss, x, y) -> dict[str, torch.Tensor]:
