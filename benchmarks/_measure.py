@@ -21,6 +21,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 
 MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
 
@@ -163,3 +164,15 @@ def network_arguments(parser: argparse.ArgumentParser, rounds: int) -> None:
     parser.add_argument("--inputs", type=int, default=700)
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--outputs", type=int, default=20)
+
+
+def compare(variants: dict[str, Variant], net: Any, loss: Callable[[], Any], step: Callable[[], None], rounds: int,
+            warmup: int, baseline: str, **report_options: Any) -> list[tuple[str, float, float, float]]:
+    """Bytes held for backward per variant, then paired timed rounds, then the report against ``baseline``."""
+    held = {}
+    for name, variant in variants.items():
+        with variant():
+            held[name] = held_for_backward(loss)
+    net.zero_grad(set_to_none=True)
+    times, peaks = paired_rounds(variants, step, rounds, warmup)
+    return report(times, peaks, held, baseline=baseline, **report_options)

@@ -121,13 +121,8 @@ def run_case(case, args):
         loss().backward()
         optimizer.step()
 
-    held = {}
-    for variant_name, variant in variants.items():
-        with variant():
-            held[variant_name] = _measure.held_for_backward(loss)
-    net.zero_grad(set_to_none=True)
-    times, peaks = _measure.paired_rounds(variants, step, args.rounds, args.warmup)
-    _measure.report(times, peaks, held, baseline="native", no_target=no_target, baselines=baselines)
+    _measure.compare(variants, net, loss, step, args.rounds, args.warmup, baseline="native", no_target=no_target,
+                     baselines=baselines)
 
 
 def main() -> None:

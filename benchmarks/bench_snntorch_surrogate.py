@@ -79,13 +79,7 @@ def main() -> None:
           f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"model {args.inputs}->{args.hidden}->{args.outputs} Leaky, T={args.steps}, batch {args.batch}; "
           f"{args.rounds} rounds after {args.warmup} warm-up rounds")
-    held = {}
-    for name, variant in variants.items():
-        with variant():
-            held[name] = _measure.held_for_backward(loss)
-    net.zero_grad(set_to_none=True)
-    times, peaks = _measure.paired_rounds(variants, step, args.rounds, args.warmup)
-    _measure.report(times, peaks, held, baseline="native")
+    _measure.compare(variants, net, loss, step, args.rounds, args.warmup, baseline="native")
 
 
 if __name__ == "__main__":

@@ -78,13 +78,7 @@ def run_case(framework: str, args: argparse.Namespace) -> None:
     version = __import__("importlib.metadata").metadata.version(framework)
     print(f"\n=== {framework} {version}: 700->{args.hidden} recurrent->20, T={args.steps}, batch {args.batch}, "
           f"{args.rounds} rounds after {args.warmup} warm-up rounds")
-    held = {}
-    for name, variant in variants.items():
-        with variant():
-            held[name] = _measure.held_for_backward(loss)
-    net.zero_grad(set_to_none=True)
-    times, peaks = _measure.paired_rounds(variants, step, args.rounds, args.warmup)
-    _measure.report(times, peaks, held, baseline="plain", targets=TARGETS)
+    _measure.compare(variants, net, loss, step, args.rounds, args.warmup, baseline="plain", targets=TARGETS)
     handle.remove()
 
 

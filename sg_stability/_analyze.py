@@ -166,12 +166,19 @@ class StabilityReport:
         ax.set_ylabel("||dL/dI_t|| / ||dL/dI_T||")
         ax.set_title("gradient injected at the last step, going back in time")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
-        return out
+        return save_figure(fig, path, dpi=110)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out, write as PNG (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
 
 
 def _short(p: Any) -> str:

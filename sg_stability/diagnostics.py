@@ -21,6 +21,7 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
+from ._analyze import _first_tensor, save_figure
 from ._api import _no_neurons, find_neurons
 from ._errors import ConfigError
 from .adapter_api import NeuronSite
@@ -114,8 +115,7 @@ class Diagnostics:
 
     def _spike_hook(self, layer: _Layer) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            spikes = out if isinstance(out, Tensor) else (out[0] if isinstance(out, (tuple, list)) and out and
-                                                          isinstance(out[0], Tensor) else None)
+            spikes = _first_tensor(out)
             if spikes is None or spikes.dim() == 0:
                 return
             lead = 2 if layer.sequence and spikes.dim() >= 2 else 1
@@ -230,12 +230,7 @@ class Diagnostics:
             ax.set_xlabel("epoch")
         axes[3].set_xlabel("time step t")
         axes[3].set_yscale("log")
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-        plt.close(fig)
-        return out
+        return save_figure(fig, path, dpi=100)
 
     # -- lifetime ------------------------------------------------------------------------------------------------
     def remove(self) -> None:

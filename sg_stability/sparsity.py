@@ -21,6 +21,7 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
+from ._analyze import _first_tensor
 from ._api import _no_neurons, find_neurons
 from ._errors import ConfigError
 from .adapter_api import NeuronSite
@@ -29,14 +30,6 @@ from .schedules import Constant, HardSwitch, Schedule
 __all__ = ["KINDS", "FiringRateControl", "RateMonitor", "SparsityLoss"]
 
 _ATTACHED: weakref.WeakKeyDictionary[nn.Module, RateMonitor] = weakref.WeakKeyDictionary()
-
-
-def _first_tensor(out: Any) -> Tensor | None:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    return None
 
 
 class RateMonitor:
