@@ -523,9 +523,12 @@ def _build(records: dict[str, _Record], probes: int, seed: int, target: float | 
                           fix="analyze the model with its weight layers (the analyzer follows the execution order)")
     xs_all = {r.site.path: _spike_steps(r) for r in ordered}
     steps = max(len(v) for v in xs_all.values())
-    ff_weights = [w for r in ordered
-                  if (w := r.site.driver.internal_weights().get("input", _weight_of(r.feed) if r.feed else None))
-                  is not None]
+    ff_weights = []  # as they act on the membranes: times each neuron's input gain (SpikingJelly's 1/tau, ...)
+    for r in ordered:
+        w = r.site.driver.internal_weights().get("input", _weight_of(r.feed) if r.feed else None)
+        if w is not None:
+            dyn = r.site.driver.dynamics()
+            ff_weights.append(w.detach() * (dyn.input_gain if dyn else 1.0))
     depth_gamma = cond.depth_dampening(ff_weights) if len(ff_weights) >= 2 else None
     layers = []
     for k, rec in enumerate(ordered):
@@ -611,15 +614,23 @@ def _layer(rec: _Record, nxt: _Record | None, xs_all: dict[str, list[STEP_REF]],
                 _, sg2_t, _ = cond.theory_moments(s, None, w_ff.detach() * gain_in, dyn.leak, dyn.threshold,
                                                   dyn.reset)
                 theory = gains.layer_gain(wn, sg2_t)
-            gamma = depth_gamma if depth_gamma is not None else peak
-            damp = cond.Verdict("dampening", gamma, True, 1.0, 1.0, reason="feed-forward depth rule") \
+            damp = cond.Verdict("dampening", depth_gamma, True, 1.0, 1.0, reason="feed-forward depth rule") \
                 if depth_gamma is not None else None
-            base = s.replace(dampening=gamma)
 
-            def ff_gain(beta: float, base: Surrogate = base, wn: Tensor = wn, layout: str = layout) -> float:
+            def ff_gain(beta: float, base: Surrogate, wn: Tensor = wn, layout: str = layout) -> float:
                 return gains.layer_gain(wn, _feature_moments(base.replace(sharpness=beta), v, layout))
 
-            sharp = cond.solve_gain(ff_gain, "sharpness", goal, 1e-3, 1e3)
+            base = s.replace(dampening=depth_gamma) if depth_gamma is not None else s
+            sharp = cond.solve_gain(lambda b: ff_gain(b, base), "sharpness", goal, 1e-3, 1e3)
+            if not sharp.feasible and base is not s:
+                # the depth rule bounds the worst case (spectral norms), so the mean-square gain it allows can
+                # stay below 1 for every sharpness: then choose the sharpness at the surrogate's own peak
+                notes.append(f"the depth rule's dampening {depth_gamma:.3g} reaches g = {goal:g} with no sharpness "
+                             f"(best g = {sharp.achieved:.3g}); the sharpness is chosen at the surrogate's own "
+                             f"peak {peak:.3g} instead")
+                damp = cond.Verdict("dampening", peak, False, 1.0, sharp.achieved,
+                                    reason=f"the depth rule's value {depth_gamma:.3g} leaves g below {goal:g}")
+                sharp = cond.solve_gain(lambda b: ff_gain(b, s), "sharpness", goal, 1e-3, 1e3)
         else:
             notes.append(f"the next layer's weight {tuple(w_next.shape)} does not match this layer's neurons "
                          f"{neuron_shape}: estimates skipped")

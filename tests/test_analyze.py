@@ -103,9 +103,15 @@ def test_layer_to_layer_gain_on_a_spikingjelly_multistep_sequential():
     for layer_report in report.layers[:2]:
         assert layer_report.measured_gain == pytest.approx(layer_report.data_gain, rel=0.05)
     assert report.layers[0].dampening is not None  # the depth rule over the three weights
-    expected = math.prod(float(torch.linalg.matrix_norm(m.weight.detach(), ord=2)) for m in net
+    # spectral norms of the weights as they act on the membrane: LIFNode(tau=2) takes input / tau
+    expected = math.prod(float(torch.linalg.matrix_norm(m.weight.detach() / 2.0, ord=2)) for m in net
                          if isinstance(m, nn.Linear)) ** (-1 / 3)
-    assert report.layers[0].dampening.value == pytest.approx(expected, rel=1e-6)
+    first = report.layers[0]
+    if first.dampening.feasible:
+        assert first.dampening.value == pytest.approx(expected, rel=1e-6)
+    else:  # the worst-case rule leaves the mean-square gain below 1: reported, and the own peak is used
+        assert f"depth rule's dampening {expected:.3g}" in " ".join(first.notes)
+        assert first.sharpness.feasible
 
 
 def test_analyze_a_model_patched_with_spikingjelly_builtins():
@@ -188,3 +194,66 @@ def test_stabilize_bad_arguments(kwargs, words):
         sg.stabilize(net, x, **kwargs)
     assert words in str(info.value)
     assert not sg.is_patched(net)
+
+
+def test_stabilize_feed_forward_stack_balances_layer_to_layer_gains():
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(1)
+    net = nn.Sequential(layer.Linear(60, 40), neuron.LIFNode(step_mode="m"), layer.Linear(40, 30),
+                        neuron.LIFNode(step_mode="m"), layer.Linear(30, 5), neuron.LIFNode(step_mode="m"))
+    functional.set_step_mode(net, "m")
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(6.0)
+    x = (torch.rand(30, 8, 60) < 0.2).float()
+    with sg.stabilize(net, x, probes=8) as handle:
+        for name in ("1", "3"):
+            report = handle.report[name]
+            assert report.gain_kind == "layer-to-layer" and report.sharpness.feasible, report.notes
+            # beta was solved for data-driven g = 1; the autograd measurement agrees within its noise
+            assert report.measured_gain == pytest.approx(1.0, rel=0.08)
+
+
+def test_stabilize_q_pseudospike_chooses_a_tail():
+    net, x = small_net("snntorch", recurrent_scale=6.0)
+    with sg.stabilize(net, x, family="q_pseudospike") as handle:
+        rec = handle.report["lif_rec"]
+        assert rec.surrogate.family == "q_pseudospike"
+        assert rec.tail is not None
+        assert rec.gradient_spread is not None and rec.gradient_spread <= 10.0
+
+
+def test_analyze_a_model_that_mixes_three_frameworks():
+    snn = pytest.importorskip("snntorch")
+    pytest.importorskip("spikingjelly")
+    norse = pytest.importorskip("norse.torch")
+    from spikingjelly.activation_based import neuron
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.snn = nn.Linear(20, 16), snn.Leaky(beta=0.9)
+            self.fc2, self.sj = nn.Linear(16, 12), neuron.LIFNode(tau=2.0)
+            self.fc3, self.norse = nn.Linear(12, 4), norse.LIFBoxCell()
+
+        def forward(self, x):
+            mem, state = self.snn.init_leaky(), None
+            self.sj.reset()
+            out = []
+            for t in range(x.shape[0]):
+                s1, mem = self.snn(self.fc1(x[t]) * 3, mem)
+                s2 = self.sj(self.fc2(s1) * 3)
+                s3, state = self.norse(self.fc3(s2) * 30, state)
+                out.append(s3)
+            return torch.stack(out)
+
+    torch.manual_seed(0)
+    net = Mixed()
+    report = sg.analyze(net, torch.rand(20, 4, 20))
+    assert [(r.name, r.framework) for r in report.layers] == [("snn", "snntorch"), ("sj", "spikingjelly"),
+                                                             ("norse", "norse")]
+    assert [r.gain_kind for r in report.layers] == ["layer-to-layer", "layer-to-layer", "temporal"]
+    assert all(r.measured_gain is not None for r in report.layers)
