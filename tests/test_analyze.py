@@ -84,11 +84,12 @@ def test_analyze_leaves_the_model_exactly_as_it_was(framework):
     assert not sg.is_patched(net)
 
 
-def test_layer_to_layer_gain_on_a_spikingjelly_multistep_sequential():
+def feed_forward_stack(seed: int) -> tuple[nn.Module, torch.Tensor]:
+    """SpikingJelly multi-step Sequential 60 -> 40 -> 30 -> 5 LIF, weights x6 so that every layer fires."""
     pytest.importorskip("spikingjelly")
     from spikingjelly.activation_based import functional, layer, neuron
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = nn.Sequential(layer.Linear(60, 40), neuron.LIFNode(step_mode="m"), layer.Linear(40, 30),
                         neuron.LIFNode(step_mode="m"), layer.Linear(30, 5), neuron.LIFNode(step_mode="m"))
     functional.set_step_mode(net, "m")
@@ -96,7 +97,11 @@ def test_layer_to_layer_gain_on_a_spikingjelly_multistep_sequential():
         for m in net:
             if isinstance(m, nn.Linear):
                 m.weight.mul_(6.0)
-    x = (torch.rand(30, 8, 60) < 0.2).float()
+    return net, (torch.rand(30, 8, 60) < 0.2).float()
+
+
+def test_layer_to_layer_gain_on_a_spikingjelly_multistep_sequential():
+    net, x = feed_forward_stack(seed=0)
     report = sg.analyze(net, x, probes=8)
     kinds = [layer.gain_kind for layer in report.layers]
     assert kinds == ["layer-to-layer", "layer-to-layer", "temporal"]
@@ -197,18 +202,7 @@ def test_stabilize_bad_arguments(kwargs, words):
 
 
 def test_stabilize_feed_forward_stack_balances_layer_to_layer_gains():
-    pytest.importorskip("spikingjelly")
-    from spikingjelly.activation_based import functional, layer, neuron
-
-    torch.manual_seed(1)
-    net = nn.Sequential(layer.Linear(60, 40), neuron.LIFNode(step_mode="m"), layer.Linear(40, 30),
-                        neuron.LIFNode(step_mode="m"), layer.Linear(30, 5), neuron.LIFNode(step_mode="m"))
-    functional.set_step_mode(net, "m")
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, nn.Linear):
-                m.weight.mul_(6.0)
-    x = (torch.rand(30, 8, 60) < 0.2).float()
+    net, x = feed_forward_stack(seed=1)
     with sg.stabilize(net, x, probes=8) as handle:
         for name in ("1", "3"):
             report = handle.report[name]
