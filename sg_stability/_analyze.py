@@ -385,6 +385,25 @@ def _gradient_norms(xs: list[STEP_REF], ins: list[STEP_REF] | None, gen: torch.G
     return [n / last for n in norms] if last > 0 else None
 
 
+def _closer_dampening(rule: str, ruled: float, at_rule: cond.Verdict, peak: float, at_peak: cond.Verdict,
+                      goal: float, notes: list[str]) -> tuple[cond.Verdict, cond.Verdict]:
+    """``rule``'s dampening left the sharpness infeasible: keep whichever of it and the surrogate's own peak
+    gets the gain closer to ``goal``, and say so. Returns the dampening and sharpness verdicts."""
+
+    def miss(v: cond.Verdict) -> float:
+        return 0.0 if v.feasible else (abs(math.log(v.achieved / goal)) if v.achieved > 0 else math.inf)
+
+    if miss(at_peak) <= miss(at_rule):
+        notes.append(f"{rule}'s dampening {ruled:.3g} cannot reach g = {goal:g} with any sharpness (best g = "
+                     f"{at_rule.achieved:.3g}); the sharpness is chosen at the surrogate's own peak {peak:.3g}")
+        return cond.Verdict("dampening", peak, False, goal, at_peak.achieved,
+                            reason=f"{rule}'s value {ruled:.3g} leaves the sharpness infeasible"), at_peak
+    notes.append(f"neither {rule}'s dampening {ruled:.3g} (best g = {at_rule.achieved:.3g}) nor the surrogate's own "
+                 f"peak {peak:.3g} (best g = {at_peak.achieved:.3g}) reaches g = {goal:g}; {rule}'s is closer")
+    return cond.Verdict("dampening", ruled, False, goal, at_rule.achieved,
+                        reason=f"no sharpness reaches g = {goal:g}; {rule}'s value comes closest"), at_rule
+
+
 def _growth(norms: list[float] | None) -> float | None:
     """Geometric-mean growth per step going back in time, over the second half of a gradient-norm curve."""
     if not norms:
@@ -585,14 +604,10 @@ def _layer(rec: _Record, nxt: _Record | None, xs_all: dict[str, list[STEP_REF]],
             sharp = gains.calibrate(base, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold,
                                     target=goal, **kw)
             if not sharp.feasible and base is not s:
-                notes.append(f"Condition III's dampening {damp.value:.3g} cannot reach g = 1 with any sharpness "
-                             f"(best g = {sharp.achieved:.3g}); the sharpness is chosen at the surrogate's own "
-                             f"peak {peak:.3g} instead")
-                damp = cond.Verdict("dampening", peak, False, 1.0, damp.achieved, reason="Condition III's value "
-                                    f"{damp.value:.3g} leaves Condition IV infeasible", per_neuron=damp.per_neuron)
-                base = s
-                sharp = gains.calibrate(base, flat_v, wr, dyn.leak, dyn.reset,
-                                        threshold=dyn.threshold, target=goal, **kw)
+                own = gains.calibrate(s, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold, target=goal,
+                                      **kw)
+                damp, sharp = _closer_dampening("Condition III", damp.value, sharp, peak, own, goal, notes)
+                base = s.replace(dampening=damp.value)
             sharp_theory = cond.condition_iv(base, wr, dyn.leak, dyn.threshold, dyn.reset,
                                              **kw)
             if "tail" in type(s)._param_names:
@@ -622,15 +637,11 @@ def _layer(rec: _Record, nxt: _Record | None, xs_all: dict[str, list[STEP_REF]],
 
             base = s.replace(dampening=depth_gamma) if depth_gamma is not None else s
             sharp = cond.solve_gain(lambda b: ff_gain(b, base), "sharpness", goal, 1e-3, 1e3)
-            if not sharp.feasible and base is not s:
+            if not sharp.feasible and base is not s and depth_gamma is not None:
                 # the depth rule bounds the worst case (spectral norms), so the mean-square gain it allows can
-                # stay below 1 for every sharpness: then choose the sharpness at the surrogate's own peak
-                notes.append(f"the depth rule's dampening {depth_gamma:.3g} reaches g = {goal:g} with no sharpness "
-                             f"(best g = {sharp.achieved:.3g}); the sharpness is chosen at the surrogate's own "
-                             f"peak {peak:.3g} instead")
-                damp = cond.Verdict("dampening", peak, False, 1.0, sharp.achieved,
-                                    reason=f"the depth rule's value {depth_gamma:.3g} leaves g below {goal:g}")
-                sharp = cond.solve_gain(lambda b: ff_gain(b, s), "sharpness", goal, 1e-3, 1e3)
+                # stay below 1 for every sharpness: then try the surrogate's own peak, and keep the closer one
+                own = cond.solve_gain(lambda b: ff_gain(b, s), "sharpness", goal, 1e-3, 1e3)
+                damp, sharp = _closer_dampening("the depth rule", depth_gamma, sharp, peak, own, goal, notes)
         else:
             notes.append(f"the next layer's weight {tuple(w_next.shape)} does not match this layer's neurons "
                          f"{neuron_shape}: estimates skipped")

@@ -409,7 +409,7 @@ def solve_gain(gain: Callable[[float], float], knob: str, target: float, lo: flo
     i = min(range(points), key=lambda k: abs(values[k] - target))
     direction = "vanish" if max(values) < target else "explode"
     if knob == "sharpness":
-        turn = ("raise the dampening (peak) or the recurrent weights: even the widest surrogate is too weak"
+        turn = ("raise the dampening (peak) or the weights: even the widest surrogate is too weak"
                 if direction == "vanish" else
                 "lower the dampening (peak), the recurrent weights or the leak: even the sharpest surrogate "
                 "is too strong")
