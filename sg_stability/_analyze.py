@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._api import _no_neurons, find_neurons, is_patched, patch
+from ._api import install, neuron_sites
 from ._errors import ConfigError, raw
 from ._transaction import Transaction
 from .adapter_api import Dynamics, NeuronSite, PatchOptions
@@ -209,17 +208,9 @@ def _input_recorder(rec: _Record, events: list[tuple[str, Any, Any]]) -> Callabl
     return hook
 
 
-def _first_tensor(out: Any) -> Tensor | None:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    return None
-
-
 def _output_recorder(rec: _Record, owner: dict[int, _Record]) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        spikes = _first_tensor(out)
+        spikes = rec.site.driver.spikes(out)
         if spikes is not None:
             rec.outputs.append(spikes)  # kept alive, so its id is not reused during the run
             owner[id(spikes)] = rec
@@ -264,10 +255,6 @@ def _wire(events: list[tuple[str, Any, Any]]) -> None:
             rec.recurrent = next(iter(loops), None)
             candidates = {m: c for m, c in feeds.get(id(rec), {}).items() if m not in loops}
             rec.feed = max(candidates, key=lambda m: candidates[m]) if candidates else None
-
-
-def _glob_escape(path: str) -> str:
-    return re.sub(r"([\[\]*?])", r"[\1]", path)
 
 
 def _analysis_surrogate(site: NeuronSite, requested: Surrogate | None) -> tuple[Surrogate, str]:
@@ -333,35 +320,26 @@ def _grads(loss: Tensor, refs: list[STEP_REF]) -> list[Tensor | None]:
 
 
 # -- measured gains ----------------------------------------------------------------------------------------
-def _probe_steps(steps: int) -> list[int]:
-    if steps < 3:
-        return []
-    return sorted({min(steps - 2, steps // 2 + k * max(steps // 10, 1)) for k in range(4)})
-
-
 def _measured_temporal(xs: list[STEP_REF], ins: list[STEP_REF], probes: int, gen: torch.Generator) -> float | None:
     """``||dL/dI_t|| / ||dL/dI_{t+1}||`` for ``L = <u, v_{t+1}>``; None when the input current does not reach the
     membrane in the same step (a synaptic current in between)."""
-    for delay in (0,):
-        num = den = 0.0
-        for t in _probe_steps(len(xs) - delay):
-            for _ in range(probes):
-                target = _value(xs[t + 1 + delay])
-                loss = (target * gains.rademacher(target, gen)).sum()
-                g_now, g_next = _grads(loss, [ins[t], ins[t + 1]])
-                if g_now is None or g_next is None:
-                    return None
-                num += float(g_now.double().square().sum())
-                den += float(g_next.double().square().sum())
-        if den > 0:
-            return math.sqrt(num / den)
-    return None
+    num = den = 0.0
+    for t in gains.probe_steps(len(xs) - 1):
+        for _ in range(probes):
+            target = _value(xs[t + 1])
+            loss = (target * gains.rademacher(target, gen)).sum()
+            g_now, g_next = _grads(loss, [ins[t], ins[t + 1]])
+            if g_now is None or g_next is None:
+                return None
+            num += float(g_now.double().square().sum())
+            den += float(g_next.double().square().sum())
+    return math.sqrt(num / den) if den > 0 else None
 
 
 def _measured_layer(xs: list[STEP_REF], next_ins: list[STEP_REF], probes: int, gen: torch.Generator
                     ) -> float | None:
     num, rows = 0.0, 0
-    for t in _probe_steps(min(len(xs), len(next_ins))):
+    for t in gains.probe_steps(min(len(xs), len(next_ins))):
         for _ in range(probes):
             target = _value(next_ins[t])
             loss = (target * gains.rademacher(target, gen)).sum()
@@ -466,28 +444,20 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
            grad: bool = True) -> Iterator[Trace]:
     """Run ``model`` on ``sample`` with recording surrogates and hooks installed; everything is removed on exit,
     so the model is left exactly as it was. Raises a four-part error when the run fails."""
-    sites = find_neurons(model)
-    if not sites:
-        raise _no_neurons(model)
+    sites = neuron_sites(model, "analyze")
     requested = get(surrogate) if surrogate is not None else None
     records = {s.path: _Record(s, *_analysis_surrogate(s, requested)) for s in sites}
     run = run or (lambda m, x: m(x))
-    handle = None
-    private: Transaction | None = None
+    swap: Transaction | None = None
     hooks: list[Any] = []
     events: list[tuple[str, Any, Any]] = []
     weight_io: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
     try:
-        unpatched = {p: r.surrogate for p, r in records.items()
-                     if not isinstance(next(iter(r.site.driver.current().values()), None), Surrogate)}
-        if unpatched and not is_patched(model):
-            handle = patch(model, targets={_glob_escape(p): s for p, s in unpatched.items()}, builtin=False)
-        elif unpatched:
-            # a live patch installed framework built-ins (SpikingJelly's fused classes): swap recording modules
-            # in through a private transaction, rolled back on exit; the live handle is not involved
-            private = Transaction()
-            for p, recording in unpatched.items():
-                records[p].site.driver.install(recording, private, p, PatchOptions(builtin=False))
+        # recording surrogates where the slot does not hold one of ours (framework surrogates, or SpikingJelly's
+        # fused classes a live patch installed), through a transaction of our own that is rolled back on exit
+        unpatched = [(r.site, r.surrogate) for r in records.values()
+                     if not isinstance(next(iter(r.site.driver.current().values()), None), Surrogate)]
+        swap, *_ = install(unpatched, PatchOptions(builtin=False), strict=True)
         internal = {id(m) for s in sites for m in s.module.modules()}
         owner: dict[int, _Record] = {}
         for _name, module in model.named_modules():
@@ -520,10 +490,8 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
     finally:
         for h in hooks:
             h.remove()
-        if handle is not None:
-            handle.remove()
-        if private is not None:
-            private.rollback()
+        if swap is not None:
+            swap.rollback()
 
 
 def _build(records: dict[str, _Record], probes: int, seed: int, target: float | dict[str, float]
@@ -557,6 +525,103 @@ def _build(records: dict[str, _Record], probes: int, seed: int, target: float | 
     return StabilityReport(layers, steps)
 
 
+@dataclass
+class _Estimates:
+    theory: float | None = None
+    data: float | None = None
+    measured: float | None = None
+    dampening: cond.Verdict | None = None
+    sharpness: cond.Verdict | None = None
+    sharpness_theory: cond.Verdict | None = None
+    tail: cond.Verdict | None = None
+
+
+def _synapse(dyn: Dynamics | None) -> bool:
+    return dyn is not None and dyn.synapse
+
+
+def _reset_options(dyn: Dynamics) -> dict[str, Any]:
+    return {"reset_grad": dyn.reset_grad, "reset_jump": dyn.reset_jump}
+
+
+def _recurrent(est: _Estimates, s: Surrogate, v: Tensor, w_rec: Tensor, w_ff: Tensor | None, dyn: Dynamics | None,
+               peak: float, goal: float, notes: list[str]) -> None:
+    """Recurrent layer: the gain of dv_{t+1}/dv_t; dampening from Condition III, sharpness (and tail) from the
+    recorded membranes."""
+    if dyn is None:
+        return
+    kw = _reset_options(dyn)
+    flat_v = v.flatten(2).flatten(0, 1)
+    wr = w_rec.detach() * dyn.input_gain
+    wi = w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None and w_ff.dim() >= 2 else None
+    est.theory = cond.theory_gain(s, wr, wi if wi is not None and wi.shape[0] == wr.shape[0] else None,
+                                  dyn.leak, dyn.threshold, dyn.reset, **kw)
+    est.data = gains.data_gain(s, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold, **kw)
+
+    def calibrate(surrogate: Surrogate, knob: str = "sharpness") -> cond.Verdict:
+        return gains.calibrate(surrogate, flat_v, wr, dyn.leak, dyn.reset, knob=knob, threshold=dyn.threshold,
+                               target=goal, **kw)
+
+    damp = cond.condition_iii(wr, dyn.leak, dyn.threshold, dyn.reset)
+    base = s.replace(dampening=damp.value) if damp.feasible else s
+    sharp = calibrate(base)
+    if not sharp.feasible and base is not s:
+        damp, sharp = _closer_dampening("Condition III", damp.value, sharp, peak, calibrate(s), goal, notes)
+        base = s.replace(dampening=damp.value)
+    est.dampening, est.sharpness = damp, sharp
+    est.sharpness_theory = cond.condition_iv(base, wr, dyn.leak, dyn.threshold, dyn.reset, **kw)
+    if "tail" in type(s)._param_names:
+        est.tail = calibrate(base, "tail")
+
+
+def _layer_to_layer(est: _Estimates, s: Surrogate, v: Tensor, w_ff: Tensor | None, w_next: Tensor,
+                    dyn: Dynamics | None, depth_gamma: float | None, peak: float, goal: float,
+                    notes: list[str]) -> None:
+    """Feed-forward layer with a spiking layer above: the gain of dI_next/dv (``w_next`` already times the next
+    layer's input gain); dampening from the depth rule, sharpness from the recorded membranes."""
+    neuron_shape = tuple(v.shape[2:])
+    matched = _next_gain_matrix(w_next, neuron_shape)
+    if matched is None:
+        notes.append(f"the next layer's weight {tuple(w_next.shape)} does not match this layer's neurons "
+                     f"{neuron_shape}: estimates skipped")
+        return
+    wn, layout = matched[0].double(), matched[1]
+    est.data = gains.layer_gain(wn, _feature_moments(s, v, layout))
+    if dyn is not None and w_ff is not None and layout == "flat" and w_ff.dim() == 2:
+        _, sg2, _ = cond.theory_moments(s, None, w_ff.detach() * dyn.input_gain, dyn.leak, dyn.threshold, dyn.reset)
+        est.theory = gains.layer_gain(wn, sg2)
+
+    def solve(base: Surrogate) -> cond.Verdict:
+        return cond.solve_gain(lambda b: gains.layer_gain(wn, _feature_moments(base.replace(sharpness=b), v, layout)),
+                               "sharpness", goal, 1e-3, 1e3)
+
+    if depth_gamma is None:
+        est.sharpness = solve(s)
+        return
+    est.dampening = cond.Verdict("dampening", depth_gamma, True, 1.0, 1.0, reason="feed-forward depth rule")
+    est.sharpness = solve(s.replace(dampening=depth_gamma))
+    if not est.sharpness.feasible:
+        # the depth rule bounds the worst case (spectral norms), so the mean-square gain it allows can stay
+        # below 1 for every sharpness: then try the surrogate's own peak, and keep the closer one
+        est.dampening, est.sharpness = _closer_dampening("the depth rule", depth_gamma, est.sharpness, peak,
+                                                         solve(s), goal, notes)
+
+
+def _temporal(est: _Estimates, s: Surrogate, v: Tensor, w_ff: Tensor | None, dyn: Dynamics | None,
+              goal: float) -> None:
+    """Last feed-forward layer: the gain through leak and reset alone."""
+    if dyn is None:
+        return
+    kw = _reset_options(dyn)
+    flat_v = v.flatten(2).flatten(0, 1)
+    est.data = gains.data_gain(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold, **kw)
+    est.theory = cond.theory_gain(s, None, w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None else None,
+                                  dyn.leak, dyn.threshold, dyn.reset, **kw)
+    if dyn.reset_grad:  # only a differentiated reset lets the surrogate change the temporal gain
+        est.sharpness = gains.calibrate(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold, target=goal,
+                                        **kw)
+
+
 def _layer(rec: _Record, nxt: _Record | None, xs_all: dict[str, list[STEP_REF]], steps: int, probes: int,
            gen: torch.Generator, depth_gamma: float | None, goal: float) -> LayerReport:
     site, s = rec.site, rec.surrogate
@@ -582,84 +647,27 @@ def _layer(rec: _Record, nxt: _Record | None, xs_all: dict[str, list[STEP_REF]],
     if w_ff is None and w_rec is None:
         notes.append("no weights feed this layer: gains are measured only")
     ins = _input_steps(rec, len(xs))
-    gain_in = dyn.input_gain if dyn else 1.0
-    synapse = dyn is not None and dyn.synapse
-    kw: dict[str, Any] = {}
-
-    theory = data = measured = None
-    damp = sharp = sharp_theory = tail = None
-    flat_v = v.reshape(-1, *neuron_shape).flatten(1)
+    est = _Estimates()
+    w_next = (nxt.site.driver.internal_weights().get("input", _weight_of(nxt.feed) if nxt.feed is not None else None)
+              if nxt is not None else None)
     if w_rec is not None:
         gain_kind = "recurrent"
-        wr = w_rec.detach() * gain_in
-        wi = w_ff.detach().flatten(1) * gain_in if w_ff is not None and w_ff.dim() >= 2 else None
-        if dyn is not None:
-            kw = {"reset_grad": dyn.reset_grad, "reset_jump": dyn.reset_jump}
-            theory = cond.theory_gain(s, wr, wi if wi is not None and wi.shape[0] == wr.shape[0] else None,
-                                      dyn.leak, dyn.threshold, dyn.reset, **kw)
-            data = gains.data_gain(s, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold,
-                                   **kw)
-            damp = cond.condition_iii(wr, dyn.leak, dyn.threshold, dyn.reset)
-            base = s.replace(dampening=damp.value) if damp.feasible else s
-            sharp = gains.calibrate(base, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold,
-                                    target=goal, **kw)
-            if not sharp.feasible and base is not s:
-                own = gains.calibrate(s, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold, target=goal,
-                                      **kw)
-                damp, sharp = _closer_dampening("Condition III", damp.value, sharp, peak, own, goal, notes)
-                base = s.replace(dampening=damp.value)
-            sharp_theory = cond.condition_iv(base, wr, dyn.leak, dyn.threshold, dyn.reset,
-                                             **kw)
-            if "tail" in type(s)._param_names:
-                tail = gains.calibrate(base, flat_v, wr, dyn.leak, dyn.reset, knob="tail",
-                                       threshold=dyn.threshold, target=goal, **kw)
-        measured = _measured_temporal(xs, ins, probes, gen) if ins is not None and not synapse else None
-    elif nxt is not None and (w_next := nxt.site.driver.internal_weights().get(
-            "input", _weight_of(nxt.feed) if nxt.feed is not None else None)) is not None:
+        _recurrent(est, s, v, w_rec, w_ff, dyn, peak, goal, notes)
+        est.measured = _measured_temporal(xs, ins, probes, gen) if ins is not None and not _synapse(dyn) else None
+    elif nxt is not None and w_next is not None:
         gain_kind = "layer-to-layer"
         nxt_dyn = nxt.site.driver.dynamics()
         gain_next = nxt_dyn.input_gain if nxt_dyn else 1.0
-        matched = _next_gain_matrix(w_next, neuron_shape)
-        if matched is not None:
-            wn, layout = matched
-            wn = wn.double() * gain_next
-            sg2 = _feature_moments(s, v, layout)
-            data = gains.layer_gain(wn, sg2)
-            if dyn is not None and w_ff is not None and layout == "flat" and w_ff.dim() == 2:
-                _, sg2_t, _ = cond.theory_moments(s, None, w_ff.detach() * gain_in, dyn.leak, dyn.threshold,
-                                                  dyn.reset)
-                theory = gains.layer_gain(wn, sg2_t)
-            damp = cond.Verdict("dampening", depth_gamma, True, 1.0, 1.0, reason="feed-forward depth rule") \
-                if depth_gamma is not None else None
-
-            def ff_gain(beta: float, base: Surrogate, wn: Tensor = wn, layout: str = layout) -> float:
-                return gains.layer_gain(wn, _feature_moments(base.replace(sharpness=beta), v, layout))
-
-            base = s.replace(dampening=depth_gamma) if depth_gamma is not None else s
-            sharp = cond.solve_gain(lambda b: ff_gain(b, base), "sharpness", goal, 1e-3, 1e3)
-            if not sharp.feasible and base is not s and depth_gamma is not None:
-                # the depth rule bounds the worst case (spectral norms), so the mean-square gain it allows can
-                # stay below 1 for every sharpness: then try the surrogate's own peak, and keep the closer one
-                own = cond.solve_gain(lambda b: ff_gain(b, s), "sharpness", goal, 1e-3, 1e3)
-                damp, sharp = _closer_dampening("the depth rule", depth_gamma, sharp, peak, own, goal, notes)
-        else:
-            notes.append(f"the next layer's weight {tuple(w_next.shape)} does not match this layer's neurons "
-                         f"{neuron_shape}: estimates skipped")
+        _layer_to_layer(est, s, v, w_ff, w_next * gain_next, dyn, depth_gamma, peak, goal, notes)
         next_ins = _input_steps(nxt, len(xs_all[nxt.site.path]))
         m = _measured_layer(xs, next_ins, probes, gen) if next_ins is not None else None
-        measured = m * gain_next if m is not None else None
+        est.measured = m * gain_next if m is not None else None
     else:
         gain_kind = "temporal"
-        if dyn is not None:
-            kw = {"reset_grad": dyn.reset_grad, "reset_jump": dyn.reset_jump}
-            data = gains.data_gain(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold,
-                                   **kw)
-            theory = cond.theory_gain(s, None, w_ff.detach().flatten(1) * gain_in if w_ff is not None else None,
-                                      dyn.leak, dyn.threshold, dyn.reset, **kw)
-            if dyn.reset_grad:  # only a differentiated reset lets the surrogate change the temporal gain
-                sharp = gains.calibrate(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold,
-                                        target=goal, **kw)
-        measured = _measured_temporal(xs, ins, probes, gen) if ins is not None and not synapse else None
+        _temporal(est, s, v, w_ff, dyn, goal)
+        est.measured = _measured_temporal(xs, ins, probes, gen) if ins is not None and not _synapse(dyn) else None
+    theory, data, measured = est.theory, est.data, est.measured
+    damp, sharp, sharp_theory, tail = est.dampening, est.sharpness, est.sharpness_theory, est.tail
     if sharp is not None and not sharp.feasible:
         notes.append(f"no sharpness reaches g = {goal:g}: {sharp.reason}")
     norms = _gradient_norms(xs, ins, gen)

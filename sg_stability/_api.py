@@ -67,6 +67,15 @@ def find_neurons(model: nn.Module) -> list[NeuronSite]:
     return sites
 
 
+def neuron_sites(model: Any, func: str) -> list[NeuronSite]:
+    """``find_neurons`` for a caller that needs at least one site: a four-part error otherwise."""
+    _require_module(model, func)
+    sites = find_neurons(model)
+    if not sites:
+        raise _no_neurons(model)
+    return sites
+
+
 def _no_neurons(model: nn.Module) -> NoNeuronsFoundError:
     def describe(info: AdapterInfo) -> str:
         version = info.framework_version()
@@ -212,9 +221,7 @@ def patch(
             )
         default = get(surrogate, **params)
 
-    sites = find_neurons(model)
-    if not sites:
-        raise _no_neurons(model)
+    sites = neuron_sites(model, "patch")
     selected = _select(sites, targets, default, strict)
 
     live = [(s, slot) for s, _ in selected for slot, obj in s.driver.current().items()
@@ -228,7 +235,18 @@ def patch(
             fix="remove the existing patch first: handle.remove() or sg.unpatch(model)",
         )
 
-    options = PatchOptions(builtin=bool(builtin))
+    tx, records, problems, notes = install(selected, PatchOptions(builtin=bool(builtin)), strict)
+    return PatchHandle(model, tx, records, problems, notes)
+
+
+def install(selected: list[tuple[NeuronSite, Surrogate]], options: PatchOptions, strict: bool
+            ) -> tuple[Transaction, list[SlotRecord], list[Problem], list[str]]:
+    """Preflight every site, then install through one transaction (rolled back if an adapter fails).
+
+    The mechanism under :func:`patch`, which adds target selection, the live-handle check and the handle;
+    the analyzer uses it directly to swap recording surrogates in and roll them back.
+    Returns the transaction, the slot records, the problems of skipped sites and the adapters' notes.
+    """
     problems: list[Problem] = []
     for site, surr in selected:
         problems += _shape_problems(site, surr) + site.driver.problems(surr, site.path, options)
@@ -238,7 +256,7 @@ def patch(
         bad = {p.path for p in problems}
         selected = [(s, surr) for s, surr in selected if s.path not in bad]
         warnings.warn(
-            "sg_stability: skipped " + "; ".join(p.render() for p in problems), SkippedSitesWarning, stacklevel=2
+            "sg_stability: skipped " + "; ".join(p.render() for p in problems), SkippedSitesWarning, stacklevel=3
         )
 
     tx = Transaction()
@@ -263,7 +281,7 @@ def patch(
         note = getattr(site.driver, "note", None)
         if note:
             notes.append(f"{_display(site.path)}: {note}")
-    return PatchHandle(model, tx, records, problems, notes)
+    return tx, records, problems, notes
 
 
 def unpatch(model: nn.Module, *, force: bool = False) -> int:

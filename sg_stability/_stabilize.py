@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from torch import nn
 
-from ._analyze import LayerReport, Run, StabilityReport, _glob_escape, analyze
+from ._analyze import LayerReport, Run, StabilityReport, analyze
 from ._api import patch
 from ._errors import ConfigError
 from ._handle import PatchHandle
 from .surrogates import Surrogate, get
+
+
+def _glob_escape(path: str) -> str:
+    """A module path as a glob that matches only itself (``patch`` takes globs)."""
+    return re.sub(r"([\[\]*?])", r"[\1]", path)
 
 
 def _choice(layer: LayerReport, base: Surrogate) -> Surrogate:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pluggy
 from torch import Tensor, nn
@@ -143,6 +143,20 @@ class NeuronDriver:
         """True when one call of the module covers a whole ``[T, batch, ...]`` sequence (its input and spike
         output have time first); False when it is called once per step."""
         return self.call_pattern.whole_sequence
+
+    def spikes(self, out: Any) -> Tensor | None:
+        """The spike tensor in what the module's forward returned: the output itself, or the first element of a
+        tuple (snnTorch's ``(spk, mem)``, Norse's ``(z, state)``)."""
+        if isinstance(out, Tensor):
+            return out
+        if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+            return out[0]
+        return None
+
+    def leading_dims(self, spikes: Tensor) -> int:
+        """How many leading dimensions of ``spikes`` are not neurons: time and batch for a sequence call, else
+        batch."""
+        return 2 if self.sequence_call() and spikes.dim() >= 2 else 1
 
     def threshold(self) -> float | Tensor | None:
         """The firing threshold, or None when the adapter does not expose it."""

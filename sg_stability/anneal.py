@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._api import _no_neurons, find_neurons
+from ._api import neuron_sites
 from ._errors import ConfigError
 from ._transaction import Transaction
 from .adapter_api import NeuronSite
@@ -44,16 +44,6 @@ def _schedule(schedule: Any) -> Schedule:
                           allowed="LinearRamp, ExponentialApproach, HardSwitch, Constant, or a subclass",
                           fix="e.g. schedule=sg.schedules.LinearRamp(total_epochs=50)")
     return schedule
-
-
-def _sites(model: nn.Module) -> list[NeuronSite]:
-    if not isinstance(model, nn.Module):
-        raise ConfigError("expected a torch.nn.Module", got=type(model).__name__, allowed="a model with spiking "
-                          "neurons", fix="pass the model itself")
-    sites = find_neurons(model)
-    if not sites:
-        raise _no_neurons(model)
-    return sites
 
 
 class _Scheduled:
@@ -101,7 +91,7 @@ class SharpnessAnnealing(_Scheduled):
         self.start, self.end = _positive(start, "start"), _positive(end, "end")
         self._targets: list[tuple[Surrogate, float]] = []
         foreign = []
-        for site in _sites(model):
+        for site in neuron_sites(model, "anneal.SharpnessAnnealing"):
             for obj in site.driver.current().values():
                 if isinstance(obj, Surrogate):
                     if isinstance(obj.sharpness, Tensor):
@@ -142,7 +132,7 @@ class ThresholdAnnealing(_Scheduled):
         self.start = _positive(start, "start")
         self._sites: list[tuple[NeuronSite, float | Tensor]] = []
         missing = []
-        for site in _sites(model):
+        for site in neuron_sites(model, "anneal.ThresholdAnnealing"):
             theta = site.driver.threshold()
             if theta is None:
                 missing.append(site.path)
@@ -181,7 +171,8 @@ class NoiseInjection(_Scheduled):
     def __init__(self, model: nn.Module, std: float, schedule: Schedule) -> None:
         super().__init__(schedule)
         self.std = _positive(std, "std")
-        self._hooks = [site.module.register_forward_pre_hook(self._hook) for site in _sites(model)]
+        sites = neuron_sites(model, "anneal.NoiseInjection")
+        self._hooks = [site.module.register_forward_pre_hook(self._hook) for site in sites]
 
     @property
     def value(self) -> float:

@@ -21,8 +21,8 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
-from ._analyze import _first_tensor, save_figure
-from ._api import _no_neurons, find_neurons
+from ._analyze import save_figure
+from ._api import neuron_sites
 from ._errors import ConfigError
 from .adapter_api import NeuronSite
 from .surrogates import Surrogate
@@ -52,7 +52,6 @@ class EpochRecord:
 @dataclass
 class _Layer:
     site: NeuronSite
-    sequence: bool
     hwhm: float | None
     spikes: Tensor | None = None  # per-neuron spike counts in the epoch
     events: int = 0  # (step, sample) pairs seen in the epoch
@@ -70,12 +69,7 @@ class Diagnostics:
     """Per-layer training diagnostics; see the module docstring."""
 
     def __init__(self, model: nn.Module, *, gradients: bool = True, active_every: int = 4) -> None:
-        if not isinstance(model, nn.Module):
-            raise ConfigError("Diagnostics needs a torch.nn.Module", got=type(model).__name__,
-                              allowed="a model with spiking neurons", fix="pass the model itself")
-        sites = find_neurons(model)
-        if not sites:
-            raise _no_neurons(model)
+        sites = neuron_sites(model, "diagnostics.Diagnostics")
         if isinstance(active_every, bool) or not isinstance(active_every, int) or active_every < 1:
             raise ConfigError("active_every must be a positive integer", got=active_every, allowed="1, 2, ...",
                               fix="pass 1 to look at every step, or a larger stride to save time")
@@ -89,7 +83,7 @@ class Diagnostics:
             if isinstance(slot, Surrogate) and not isinstance(slot.sharpness, Tensor):
                 hwhm = float(slot.describe().hwhm)
                 self._hooks.append(slot.register_forward_hook(self._surrogate_hook(site.path)))
-            layer = _Layer(site, site.driver.sequence_call(), hwhm)
+            layer = _Layer(site, hwhm)
             self.layers[site.path] = layer
             self._hooks.append(site.module.register_forward_hook(self._spike_hook(layer)))
 
@@ -115,10 +109,10 @@ class Diagnostics:
 
     def _spike_hook(self, layer: _Layer) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            spikes = _first_tensor(out)
+            spikes = layer.site.driver.spikes(out)
             if spikes is None or spikes.dim() == 0:
                 return
-            lead = 2 if layer.sequence and spikes.dim() >= 2 else 1
+            lead = layer.site.driver.leading_dims(spikes)
             counts = spikes.detach().sum(tuple(range(lead)))
             layer.spikes = counts if layer.spikes is None else layer.spikes + counts
             layer.events += math.prod(spikes.shape[:lead])

@@ -14,6 +14,7 @@ removes the hooks, which is all it added.
 from __future__ import annotations
 
 import fnmatch
+import math
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Self
@@ -21,8 +22,7 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
-from ._analyze import _first_tensor
-from ._api import _no_neurons, find_neurons
+from ._api import neuron_sites
 from ._errors import ConfigError
 from .adapter_api import NeuronSite
 from .schedules import Constant, HardSwitch, Schedule
@@ -41,16 +41,11 @@ class RateMonitor:
     """
 
     def __init__(self, model: nn.Module, *, layers: str | list[str] | None = None, sync: bool = False) -> None:
-        if not isinstance(model, nn.Module):
-            raise ConfigError("RateMonitor needs a torch.nn.Module", got=type(model).__name__,
-                              allowed="an nn.Module with spiking neurons", fix="pass the model itself")
+        sites = neuron_sites(model, "sparsity.RateMonitor")
         if model in _ATTACHED:
             raise ConfigError("a RateMonitor is already attached to this model", got=type(model).__name__,
                               allowed="one RateMonitor per model at a time",
                               fix="reuse the existing monitor, or call its remove() first")
-        sites = find_neurons(model)
-        if not sites:
-            raise _no_neurons(model)
         if layers is not None:
             patterns = [layers] if isinstance(layers, str) else list(layers)
             chosen = [s for s in sites if any(fnmatch.fnmatchcase(s.path, p) for p in patterns)]
@@ -68,21 +63,17 @@ class RateMonitor:
         _ATTACHED[model] = self
 
     def _hook(self, site: NeuronSite) -> Callable[..., None]:
-        sequence = site.driver.sequence_call()
-        path = site.path
+        driver, path = site.driver, site.path
 
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            spikes = _first_tensor(out)
+            spikes = driver.spikes(out)
             if spikes is None or spikes.dim() == 0:
                 return
-            lead = 2 if sequence and spikes.dim() >= 2 else 1
+            lead = driver.leading_dims(spikes)
             total = spikes.sum(tuple(range(lead)))
-            events = 1
-            for d in spikes.shape[:lead]:
-                events *= d
             previous = self._sums.get(path)
             self._sums[path] = total if previous is None else previous + total
-            self._counts[path] = self._counts.get(path, 0) + events
+            self._counts[path] = self._counts.get(path, 0) + math.prod(spikes.shape[:lead])
 
         return hook
 

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from compile_check import assert_compiled_gradients_equal
 from torch import nn
 
 import sg_stability as sg
@@ -151,15 +152,7 @@ def test_torch_compile_gives_the_eager_gradients():
     model = LayerNet(layers()["LIF"])
     sg.patch(model, "atan", dampening=0.7)
     x = sample_input()
-    model(x).sum().backward()
-    eager = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    torch._dynamo.reset()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.compile(model, backend="aot_eager")(x).sum().backward()
-    for g, p in zip(eager, model.parameters(), strict=True):
-        assert torch.allclose(g, p.grad, rtol=1e-6, atol=1e-7)
+    assert_compiled_gradients_equal(model, lambda m: m(x).sum())
 
 
 # -- reading Norse's methods -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import warnings
 
 import pytest
 import torch
+from compile_check import assert_compiled_gradients_equal
 from torch import nn
 
 import sg_stability as sg
@@ -239,18 +240,7 @@ def test_torch_compile_gives_the_eager_gradients():
     net = SJNet("LIFNode", "m")
     sg.patch(net, "fast_sigmoid", dampening=0.6, builtin=False)
     x = sample_input()
-    runner(x)(net).sum().backward()
-    eager = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad()
-    torch._dynamo.reset()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        compiled = torch.compile(net, backend="aot_eager")
-        functional.reset_net(net)
-        compiled(x).sum().backward()
-        functional.reset_net(net)
-    for g, p in zip(eager, net.parameters(), strict=True):
-        assert torch.allclose(g, p.grad, rtol=1e-6, atol=1e-7)
+    assert_compiled_gradients_equal(net, lambda m: runner(x)(m).sum())
 
 
 # -- reading SpikingJelly's own surrogates ----------------------------------------------------------------

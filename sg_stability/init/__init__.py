@@ -165,9 +165,11 @@ def _run_per_layer(model: nn.Module, sample: Any, run: Run | None, method: str, 
     _check_parametrized(model)
     report = InitReport(method)
     writer = _Writer(report, backup)
-    count = len(_layers(model, sample, run))
-    for k in range(count):
-        layer = _layers(model, sample, run)[k]  # after the layers below were initialised
+    layers = _layers(model, sample, run)
+    for k in range(len(layers)):
+        if k:  # trace again: the statistics of layer k depend on the layers below, initialised by now
+            layers = _layers(model, sample, run)
+        layer = layers[k]
         if layer.dynamics is None:
             report.skipped.append(f"{layer.name}: its adapter does not describe the neuron's dynamics")
             continue

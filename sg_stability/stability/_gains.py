@@ -67,6 +67,14 @@ def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Numbe
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)
 
 
+def probe_steps(count: int) -> list[int]:
+    """Up to four distinct steps in the second half of ``range(count)``, where a measurement samples the
+    stationary regime rather than the start-up transient."""
+    if count < 2:
+        return []
+    return sorted({min(count - 1, count // 2 + k * max(count // 8, 1)) for k in range(4)})
+
+
 def rademacher(like: Tensor, gen: torch.Generator) -> Tensor:
     """Random signs shaped like ``like``: E[u u^T] = I, so E||J^T u||^2 = ||J||_F^2."""
     return torch.randint(0, 2, like.shape, generator=gen).to(like.dtype) * 2 - 1
@@ -99,9 +107,7 @@ def measured_layer_gain(lower: RecurrentLIF, upper_weight: Tensor, z: Tensor, st
     ``L = <u, I_upper>`` (u Rademacher), root-mean-square over ``steps``, probes and batch, per receiving row."""
     with torch.no_grad():
         _, membranes = lower(z)
-    t_max = len(membranes) - 1
-    steps = list(steps) if steps is not None else [t_max // 2 + k * max(t_max // 8, 1) for k in range(4)
-                                                   if t_max // 2 + k * max(t_max // 8, 1) <= t_max]
+    steps = list(steps) if steps is not None else probe_steps(len(membranes))
     pairs = []
     for t in steps:
         y = membranes[t].detach().requires_grad_(True)
@@ -116,9 +122,7 @@ def measured_jacobian_gain(layer: RecurrentLIF, z: Tensor, steps: Sequence[int] 
     with torch.no_grad():
         _, membranes = layer(z)
     currents = layer.w_in(z).detach()
-    t_max = len(membranes) - 1
-    steps = list(steps) if steps is not None else sorted({t_max // 2 + k * max(t_max // 8, 1) for k in range(4)}
-                                                         & set(range(t_max)))
+    steps = list(steps) if steps is not None else probe_steps(len(membranes) - 1)
     pairs = []
     for t in steps:
         y = membranes[t].detach().requires_grad_(True)
