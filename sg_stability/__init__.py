@@ -9,8 +9,8 @@ See README.md for the framework support matrix and the method (Herranz-Celotti &
 "Stabilizing Spiking Neuron Training", arXiv 2202.00282).
 """
 
-from . import anneal, diagnostics, init, plugins, schedules, sparsity, stability, surrogates
-from ._analyze import LayerReport, StabilityReport, analyze
+from . import anneal, datasets, diagnostics, init, plugins, schedules, sparsity, stability, surrogates
+from ._analyze import LayerReport, StabilityReport
 from ._api import find_neurons, is_patched, patch, unpatch
 from ._errors import (
     AdapterError,
@@ -29,7 +29,9 @@ from ._errors import (
     UnknownSurrogateError,
 )
 from ._handle import PatchHandle
+from ._candidates import Candidate, analyze, candidates
 from ._stabilize import stabilize
+from ._tune import TuneReport, tune
 from ._transaction import Transaction
 from .adapter_api import NeuronSite, hookimpl
 
@@ -38,6 +40,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AdapterError",
     "AlreadyPatchedError",
+    "Candidate",
     "ConfigError",
     "LayerReport",
     "NeuronSite",
@@ -53,10 +56,13 @@ __all__ = [
     "SGStabilityWarning",
     "SkippedSitesWarning",
     "StabilityReport",
+    "TuneReport",
     "Transaction",
     "UnknownSurrogateError",
     "__version__",
     "analyze",
+    "candidates",
+    "datasets",
     "anneal",
     "diagnostics",
     "find_neurons",
@@ -70,5 +76,6 @@ __all__ = [
     "stability",
     "stabilize",
     "surrogates",
+    "tune",
     "unpatch",
 ]

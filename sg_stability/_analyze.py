@@ -93,6 +93,9 @@ class StabilityReport:
 
     layers: list[LayerReport]
     steps: int
+    #: set by ``sg.analyze`` and ``sg.stabilize``: the surrogate ``sg.stabilize`` installs without training data
+    #: (an ``sg_stability.Candidate``: the stability analysis' first choice, with its measured reach and growth)
+    recommended: Any = None
 
     def __getitem__(self, name: str) -> LayerReport:
         for layer in self.layers:
@@ -114,16 +117,23 @@ class StabilityReport:
                  "(gains per step; BPTT = measured growth of a gradient going back in time)")
         lines = [title, head]
         for r in self.layers:
-            beta = r.sharpness.value if r.sharpness is not None else None
-            gamma = r.dampening.value if r.dampening is not None else None
-            flag = "" if r.sharpness is None or r.sharpness.feasible else "!"
+            beta = r.sharpness.value if r.sharpness is not None and r.sharpness.feasible else None
+            gamma = r.dampening.value if r.dampening is not None and r.dampening.feasible else None
+            none = r.sharpness is not None and not r.sharpness.feasible
             now = f"{r.surrogate.family}({_short(r.surrogate.dampening)}, {_short(r.surrogate.sharpness)})"
             lines.append(
                 f"{r.name[:11]:<12}{r.framework[:12]:<13}{r.neurons:>8}{r.firing_rate:>7.3f}{r.dead:>6.2f}"
                 f"{r.saturated:>6.2f}{r.active:>7.2f}  {r.gain_kind:<15}{f(r.theory_gain):>7}{f(r.data_gain):>7}"
                 f"{f(r.measured_gain):>7}{f(r.bptt_growth):>7}  {now[:23]:<24}{f(gamma, '.3g'):>7}"
-                f"{f(beta, '.3g') + flag:>8}")
-        lines.append("(! = infeasible: the best achievable value is shown, see the notes)")
+                f"{'none' if none else f(beta, '.3g'):>8}")
+        lines.append("(gamma*, beta*: the paper's Conditions III and IV for g = target; none = no value reaches it, "
+                     "the notes say what to change)")
+        if self.recommended is not None:
+            c = self.recommended
+            growth = f", measured BPTT growth {c.growth:.3f}/step" if c.growth is not None else ""
+            reach = f", reach {c.reach:.3f}" if c.reach is not None else ""
+            lines.append(f"recommended: {c.label}{growth}{reach} -- what sg.stabilize installs without training "
+                         "data; give it batches= and loss_fn= to let a short training race decide (sg.candidates)")
         lines.append("")
         for r in self.layers:
             lines.append(f"{r.name}: {r.diagnosis}")
@@ -233,7 +243,7 @@ def _wire(events: list[tuple[str, Any, Any]]) -> None:
     """From the execution order: a weight module that consumes a neuron's own spikes and runs before its
     next call is its recurrent weight; the weight module that most often runs last before it is its feed."""
     pending: list[tuple[nn.Module, _Record | None]] = []
-    feeds: dict[int, dict[nn.Module, int]] = {}
+    feeds: dict[int, dict[nn.Module, float]] = {}
     recurrent: dict[int, set[nn.Module]] = {}
     for position, (kind, obj, source) in enumerate(events):
         if kind == "w":
@@ -245,9 +255,9 @@ def _wire(events: list[tuple[str, Any, Any]]) -> None:
         own = {m for m, src in pending if src is rec}
         recurrent.setdefault(id(rec), set()).update(own)
         others = [m for m, src in pending if src is not rec]
-        if others:
-            counts = feeds.setdefault(id(rec), {})
-            counts[others[-1]] = counts.get(others[-1], 0) + 1
+        counts = feeds.setdefault(id(rec), {})
+        for k, m in enumerate(others):  # the last one counts most; earlier ones break ties (an input
+            counts[m] = counts.get(m, 0) + (1.0 if k == len(others) - 1 else 0.5)  # projection run once)
         pending = []
     for kind, rec, _ in events:
         if kind == "n" and rec.feed is None and rec.recurrent is None:
@@ -503,7 +513,7 @@ def _build(records: dict[str, _Record], probes: int, seed: int, target: float | 
                           got=raw(f"{len(records)} neuron sites, none fired a surrogate call"),
                           allowed="a run that steps the model's neurons",
                           fix="pass run=lambda model, x: ... that runs the model over time, as in training")
-    if all(r.feed is None and not r.site.driver.internal_weights() for r in ordered):
+    if all(r.feed is None and r.recurrent is None and not r.site.driver.internal_weights() for r in ordered):
         raise ConfigError("no weights feed any spiking layer of this model",
                           got=raw(", ".join(r.site.path for r in ordered)),
                           allowed="neurons fed by nn.Linear / nn.Conv* modules, or neurons that hold weights",

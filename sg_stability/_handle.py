@@ -79,6 +79,10 @@ class PatchHandle:
         self.report: Any = None
         #: set by ``sg.stabilize(..., init=...)``: the InitReport of the weight initialisation
         self.init_report: Any = None
+        #: set by ``sg.tune`` and ``sg.stabilize(..., batches=...)``: the TuneReport of the training race
+        self.tuning: Any = None
+        #: set by ``sg.stabilize``: the stability analysis' shortlist (``sg.candidates``), most preferred first
+        self.candidates: Any = None
         self.skipped: tuple[Problem, ...] = tuple(skipped)
         self.notes: tuple[str, ...] = tuple(notes)
         self._removed = False

@@ -1,131 +1,94 @@
-"""``sg.stabilize(model, sample)``: analyze, choose the surrogate per layer, patch, and check the result."""
+"""``sg.stabilize(model, sample)``: choose the surrogate from the stability analysis (and, given training
+batches, from a short training race between its candidates), patch, and report."""
 
 from __future__ import annotations
 
+import copy
 import math
-import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
-from ._analyze import LayerReport, Run, StabilityReport, analyze
+from ._analyze import Run, analyze
 from ._api import patch
+from ._candidates import candidates
 from ._errors import ConfigError
 from ._handle import PatchHandle
-from .surrogates import Surrogate, get
+from ._tune import Batches, LossFn, ScoreFn, tune
+from .surrogates import get
 
 
-def _glob_escape(path: str) -> str:
-    """A module path as a glob that matches only itself (``patch`` takes globs)."""
-    return re.sub(r"([\[\]*?])", r"[\1]", path)
+def _check(target: Any, batches: Any, loss_fn: Any) -> None:
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
+        raise ConfigError("target gain must be a positive finite number", got=target, allowed="> 0, usually 1",
+                          fix="pass target=1.0 (gradients neither grow nor shrink per step)")
+    if (batches is None) != (loss_fn is None):
+        given, missing = ("batches", "loss_fn") if loss_fn is None else ("loss_fn", "batches")
+        raise ConfigError(f"{given} was given without {missing}", got=f"{given} only",
+                          allowed="both (the surrogate is then chosen by a short training race) or neither "
+                          "(chosen by the stability analysis alone)",
+                          fix=f"pass {missing}=... too, or leave both out")
 
 
-def _choice(layer: LayerReport, base: Surrogate) -> Surrogate:
-    chosen = base
-    if layer.dampening is not None and layer.dampening.feasible and math.isfinite(layer.dampening.value):
-        chosen = chosen.replace(dampening=layer.dampening.value)
-    if layer.sharpness is not None and layer.sharpness.feasible:
-        chosen = chosen.replace(sharpness=layer.sharpness.value)
-    if layer.tail is not None and layer.tail.feasible:
-        chosen = chosen.replace(tail=layer.tail.value)
-    return chosen
-
-
-def stabilize(model: nn.Module, sample: Any, *, family: str = "fast_sigmoid", init: str | None = None,
-              init_options: dict[str, Any] | None = None, run: Run | None = None, target: float = 1.0,
-              rounds: int = 4, tolerance: float = 0.005, probes: int = 4, seed: int = 0,
+def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, loss_fn: LossFn | None = None,
+              val_batches: Sequence[Any] | None = None, score: str | ScoreFn = "loss", epochs: float = 10,
+              optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None, lr: float = 1e-3,
+              family: str = "fast_sigmoid", init: str | None = None, init_options: dict[str, Any] | None = None,
+              run: Run | None = None, target: float = 1.0, probes: int = 4, seed: int = 0, progress: bool = True,
               **params: Any) -> PatchHandle:
-    """Choose every spiking layer's surrogate from the stability analysis and patch the model, in one call.
+    """Choose one surrogate for every spiking layer and patch the model, in one call.
 
-    0. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("stability" is the
+    1. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("stability" is the
        paper's high initial firing rate), with ``init_options``; ``handle.init_report`` says what changed. The
        weights are not restored by ``handle.remove()`` unless ``init_options={"backup": True}`` was given and
-       ``handle.init_report.restore()`` is called (decisions D5);
-    1. :func:`analyze` the model with ``family`` (default: the derivative of the fast sigmoid, the paper's
-       finding) and its ``params``;
-    2. per layer: dampening from Condition III (recurrent) or the depth rule (feed-forward), when that keeps
-       Condition IV feasible; sharpness (and q_pseudospike's tail) from the data-driven gain on the recorded
-       membranes, aiming at ``target``;
-    3. closed loop: the gradient BPTT really carries grows faster per step than the mean-square gain predicts
-       (paper.md section 9; with a wide surrogate the Jacobians barely change between steps and their product
-       grows like their spectral radius, about ``leak + gain`` instead of ``sqrt(leak^2 + gain^2)``), so the
-       sharpness of each recurrent layer is then refined by bisection on the measured growth per step
-       (``LayerReport.bptt_growth``) until it is within ``tolerance`` (relative, in log) of ``target``;
-    4. patch (framework built-ins where exact, as :func:`patch` does) and return the handle; ``handle.report``
-       is the analysis of the model as patched. ``handle.remove()`` restores the original surrogates.
+       ``handle.init_report.restore()`` is called (decisions D5); if ``stabilize`` fails after initialising,
+       the weights are put back as they were;
+    2. the stability analysis' shortlist (:func:`sg_stability.candidates`): ``family`` (with ``params``, e.g. a
+       q_pseudospike ``tail``) at sharpness set in units of the threshold, each layer reachable, dampenings
+       ordered by the measured BPTT growth -- the widest surrogate whose growth stays at or below 1 first;
+    3. with ``batches`` and ``loss_fn`` (as for :func:`sg_stability.tune`, with ``val_batches``, ``score``,
+       ``epochs``, ``optimizer``, ``lr``): the candidates race by successive halving on your data and the best
+       one is installed (``handle.tuning`` is the race's :class:`TuneReport`, about 3 full runs of compute, a
+       tenth of a 30-point grid search); without them the analysis' first choice is installed;
+    4. ``handle.report`` is :func:`analyze` of the model as patched (``target`` and ``probes`` are passed on);
+       ``handle.candidates`` the shortlist. ``handle.remove()`` restores the original surrogates.
     """
-    if not (isinstance(target, (int, float)) and target > 0):
-        raise ConfigError("target gain must be a positive number", got=target, allowed="> 0, usually 1",
-                          fix="pass target=1.0 (gradients neither grow nor shrink per step)")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError("rounds must be a positive integer", got=rounds, allowed="1, 2, ...",
-                          fix="pass rounds=4 (the default)")
+    _check(target, batches, loss_fn)
     base = get(family, **params)
-    init_report = None
-    if init is not None:
-        from .init import initialize
+    snapshot = copy.deepcopy(model.state_dict()) if init is not None else None
+    try:
+        init_report = None
+        if init is not None:
+            from .init import initialize
 
-        init_report = initialize(model, sample, init, run=run, **(init_options or {}))
-    report = analyze(model, sample, run=run, surrogate=base, probes=probes, seed=seed, target=target)
-    chosen = {layer.name: _choice(layer, base) for layer in report.layers}
-
-    def check() -> StabilityReport:
-        with patch(model, targets={_glob_escape(n): s for n, s in chosen.items()}, builtin=False):
-            return analyze(model, sample, run=run, probes=probes, seed=seed, target=target)
-
-    checked = check()
-    for layer in report.layers:
-        if layer.gain_kind == "layer-to-layer" or layer.sharpness is None or not layer.sharpness.feasible:
-            continue
-        checked = _close_loop(layer.name, chosen, check, checked, target, tolerance, rounds)
-    handle = patch(model, targets={_glob_escape(n): s for n, s in chosen.items()})
-    handle.report = checked
+            init_report = initialize(model, sample, init, run=run, **(init_options or {}))
+        pool = candidates(model, sample, run=run, family=base, seed=seed)
+        if batches is not None and loss_fn is not None:
+            handle = tune(model, sample, batches, loss_fn=loss_fn, val_batches=val_batches, score=score,
+                          epochs=epochs, candidates=pool, optimizer=optimizer, lr=lr, run=run, seed=seed,
+                          progress=progress)
+            how = f"won a training race between {len(pool)} candidates ({handle.tuning.cost_runs:.2f} full runs)"
+        else:
+            handle = patch(model, surrogate=pool[0].surrogate)
+            how = ("the stability analysis' first choice (pass batches= and loss_fn= to let a short training "
+                   "race between its candidates decide)")
+    except BaseException:
+        if snapshot is not None:
+            model.load_state_dict(snapshot)
+        raise
+    try:
+        handle.report = analyze(model, sample, run=run, probes=probes, seed=seed, target=target)
+    except BaseException:
+        handle.remove()
+        if snapshot is not None:
+            model.load_state_dict(snapshot)
+        raise
+    chosen = handle.tuning.best if batches is not None else pool[0]
+    growth = f", measured BPTT growth {chosen.growth:.3f}/step" if chosen.growth is not None else ""
+    handle.report.recommended = chosen
+    handle.notes = (*handle.notes, f"installed {chosen.label}{growth}: {how}")
     handle.init_report = init_report
+    handle.candidates = pool
     return handle
-
-
-def _close_loop(name: str, chosen: dict[str, Surrogate], check: Any, checked: StabilityReport, target: float,
-                tolerance: float, rounds: int) -> StabilityReport:
-    """Bisection on log(sharpness) until the measured BPTT growth of layer ``name`` is within ``tolerance`` of
-    ``target`` (a wider surrogate grows gradients faster); ``rounds`` bounds the doublings and the halvings."""
-
-    def growth(report: StabilityReport) -> float | None:
-        layer = report[name]
-        return layer.bptt_growth if layer.bptt_growth is not None else layer.measured_gain
-
-    g = growth(checked)
-    if g is None or abs(math.log(g / target)) <= tolerance:
-        return checked
-    beta = float(chosen[name].sharpness)
-    best = (abs(math.log(g / target)), beta, checked)
-    step = 2.0 if g > target else 0.5  # too much growth: sharpen
-    lo_hi: list[tuple[float, float]] = [(beta, g)]
-    for _ in range(4 * rounds):
-        if len(lo_hi) >= 2 and (lo_hi[-2][1] - target) * (lo_hi[-1][1] - target) < 0:
-            break
-        beta *= step
-        chosen[name] = chosen[name].replace(sharpness=beta)
-        checked = check()
-        g = growth(checked)
-        if g is None:
-            break
-        lo_hi.append((beta, g))
-        best = min(best, (abs(math.log(g / target)), beta, checked), key=lambda b: b[0])
-    if len(lo_hi) >= 2 and (lo_hi[-2][1] - target) * (lo_hi[-1][1] - target) < 0:
-        (b0, g0), (b1, _) = lo_hi[-2], lo_hi[-1]
-        for _ in range(4 * rounds):
-            mid = math.sqrt(b0 * b1)
-            chosen[name] = chosen[name].replace(sharpness=mid)
-            checked = check()
-            gm = growth(checked)
-            if gm is None:
-                break
-            best = min(best, (abs(math.log(gm / target)), mid, checked), key=lambda b: b[0])
-            if abs(math.log(gm / target)) <= tolerance:
-                break
-            if (g0 - target) * (gm - target) < 0:
-                b1 = mid
-            else:
-                b0, g0 = mid, gm
-    chosen[name] = chosen[name].replace(sharpness=best[1])
-    return best[2]

@@ -73,3 +73,10 @@ def test_sparsity_benchmark_script_runs():
     out = run("benchmarks/bench_sparsity.py", "--rounds", "2", "--warmup", "0", "--steps", "5", "--batch", "4",
               "--hidden", "16")
     assert "monitor + loss + diag" in out and "time ratio" in out
+
+
+def test_tune_example_races_and_plots(tmp_path):
+    pytest.importorskip("snntorch")
+    out = run("examples/tune_surrogate.py", "--epochs", "1", "--steps", "5", "--out", str(tmp_path))
+    assert "TuneReport: 9 candidates" in out and "<- chosen" in out and "race cost" in out
+    assert (tmp_path / "tune_surrogate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -123,3 +123,67 @@ def test_bad_input(call, words):
         call(net, x)
     assert words in str(info.value) and "fix:" in str(info.value)
     assert all(torch.equal(before[n], p) for n, p in net.named_parameters())
+
+
+# -- init= on the layer kinds the evidence harness uses --------------------------------------------------------
+class _OneChannel(torch.nn.Module):
+    """A recurrent snnTorch layer fed by a single input channel (a 1-D signal), then a readout layer."""
+
+    def __init__(self) -> None:
+        import snntorch as snn
+
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(1, 32)
+        self.lif = snn.RLeaky(beta=0.9, linear_features=32, reset_mechanism="subtract")
+        self.fc_out = torch.nn.Linear(32, 4)
+        self.lif_out = snn.Leaky(beta=0.9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spk, mem = self.lif.init_rleaky()
+        mem_out = self.lif_out.init_leaky()
+        out = []
+        for t in range(x.shape[0]):
+            spk, mem = self.lif(self.fc(x[t]), spk, mem)
+            s, mem_out = self.lif_out(self.fc_out(spk), mem_out)
+            out.append(s)
+        return torch.stack(out)
+
+
+@pytest.mark.parametrize("method", ["stability", "fluctuation", "variance_flow", "rate"])
+def test_every_initialiser_takes_a_layer_fed_by_one_input_channel(method):
+    pytest.importorskip("snntorch")
+    net = _OneChannel()
+    x = (torch.rand(40, 16, 1, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    before = sg.analyze(net, x)["lif"].firing_rate
+    report = sg.init.initialize(net, x, method)
+    assert report.changes, report.skipped
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    after = sg.analyze(net, x)["lif"].firing_rate
+    if method in ("stability", "rate"):  # both aim at a high firing rate; the layer starts nearly silent
+        assert after > before + 0.1, (before, after)
+
+
+def test_stabilize_init_on_a_one_channel_input():
+    pytest.importorskip("snntorch")
+    net = _OneChannel()
+    x = (torch.rand(40, 16, 1, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    with sg.stabilize(net, x, init="stability") as handle:
+        assert handle.init_report.changes
+        assert handle.report["lif"].firing_rate > 0.2
+
+
+def test_stability_init_on_a_conv_layer():
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(layer.Conv2d(2, 8, 3, padding=1), neuron.LIFNode(step_mode="m"), layer.Flatten(),
+                              layer.Linear(8 * 6 * 6, 5), neuron.LIFNode(step_mode="m"))
+    functional.set_step_mode(net, "m")
+    x = (torch.rand(12, 4, 2, 6, 6, generator=torch.Generator().manual_seed(2)) < 0.2).float()
+    before = sg.analyze(net, x)["1"].firing_rate
+    report = sg.init.stability(net, x)
+    assert any(c.layer == "1" for c in report.changes), report.skipped
+    after = sg.analyze(net, x)["1"].firing_rate
+    assert abs(after - 0.5) < abs(before - 0.5)

@@ -104,9 +104,9 @@ def _matrix(w: Tensor | None, name: str) -> Tensor | None:
     return w.detach().double()
 
 
-def _fan(n: int, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ConfigError(f"{name} must be an integer >= 2", got=n, allowed="2, 3, ...",
+def _fan(n: int, name: str, minimum: int = 2) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}", got=n, allowed=f"{minimum}, {minimum + 1}, ...",
                           fix=f"pass the number of neurons in the layer as {name}")
     return n
 
@@ -151,7 +151,7 @@ def condition_ii(n_rec: int, n_in: int, input_weight_var: Number, recurrent_mean
     Bernoulli(1/2) spikes from a layer below. If the mean alone already gives more recurrent variance than the
     input current, no variance works: the verdict is infeasible with value 0.
     """
-    n, k = _fan(n_rec, "n_rec"), _fan(n_in, "n_in")
+    n, k = _fan(n_rec, "n_rec"), _fan(n_in, "n_in", minimum=1)  # one input channel is a valid layer
     v_in = _t(input_weight_var, "input_weight_var")
     mu, m, s2 = _t(recurrent_mean, "recurrent_mean"), _t(input_mean, "input_mean"), _t(input_var, "input_var")
     target = float(k * v_in * (s2 + m * m))

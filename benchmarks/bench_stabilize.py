@@ -1,0 +1,80 @@
+"""Wall time of ``sg.stabilize`` (analysis only), ``sg.candidates`` and ``sg.analyze`` on two networks:
+the quickstart's (snnTorch 64 -> 128 Leaky -> 10 Leaky, 25 steps) and a 128-neuron snnTorch RLeaky layer on a
+64-sample batch of 64 steps. The target: stabilize <= 2 s on 2 cores.
+
+    python benchmarks/bench_stabilize.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from quickstart import DigitsSNN, load_digits, spike_trains
+
+import sg_stability as sg
+
+
+class Recurrent128(nn.Module):
+    def __init__(self) -> None:
+        import snntorch as snn
+
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(40, 128)
+        with torch.no_grad():
+            self.fc.weight.mul_(3.0)
+        self.lif = snn.RLeaky(beta=0.9, linear_features=128, reset_mechanism="subtract")
+        self.out = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spk, mem = self.lif.init_rleaky()
+        outs = []
+        for t in range(x.shape[0]):
+            spk, mem = self.lif(self.fc(x[t]), spk, mem)
+            outs.append(spk)
+        return self.out(torch.stack(outs)).mean(0)
+
+
+def timed(fn: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+        if isinstance(out, sg.PatchHandle):
+            out.remove()
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    x_train = load_digits()[0]
+    nets = {
+        "quickstart (64 -> 128 -> 10 Leaky, T=25, batch 256)":
+            (DigitsSNN(), spike_trains(x_train[:256], 25, torch.Generator().manual_seed(7)),
+             lambda m, x: m(x)),
+        "RLeaky 128 (T=64, batch 64)":
+            (Recurrent128(), (torch.rand(64, 64, 40, generator=torch.Generator().manual_seed(1)) < 0.1).float(), None),
+    }
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} rounds (s)")
+    print(f"{'network':<52}{'analyze':>9}{'candidates':>12}{'stabilize':>11}{'target':>8}")
+    for name, (net, x, run) in nets.items():
+        a = timed(lambda: sg.analyze(net, x, run=run), args.rounds)
+        c = timed(lambda: sg.candidates(net, x, run=run), args.rounds)
+        s = timed(lambda: sg.stabilize(net, x, run=run), args.rounds)
+        print(f"{name:<52}{a:>9.2f}{c:>12.2f}{s:>11.2f}{'<= 2':>8}{'  ok' if s <= 2 else '  MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

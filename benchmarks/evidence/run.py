@@ -1,0 +1,188 @@
+"""Evidence harness: does the surrogate sg-stability chooses train better? One command, resumable.
+
+    python benchmarks/evidence/run.py                     # every task x framework x seed x configuration
+    python benchmarks/evidence/run.py --tasks memory --frameworks norse --seeds 1 --grid small
+    python benchmarks/evidence/run.py --shd /data/shd     # adds Spiking Heidelberg Digits from its HDF5 files
+    python benchmarks/evidence/run.py --quick --seeds 1 --grid small --out /tmp/ev   # a smoke test, ~1 min
+
+Every run appends one JSON line to ``<out>/results.jsonl``; a rerun skips what is already there. Then
+``report.py`` writes the Markdown table and the plots (run.py calls it at the end).
+Configurations, all trained with the same seeds, data and budget:
+- ``default``: the framework's own surrogate (snnTorch atan(2), SpikingJelly Sigmoid(4), Norse SuperSpike(100));
+- ``grid``: families x dampening x sharpness (48 points; ``--grid small``: 8);
+- ``stabilize``: ``sg.stabilize(model, sample)`` (analysis only);
+- ``tune``: ``sg.tune`` (the stability analysis' candidates ranked by short training on the training split's
+  own validation part).
+Random search with the same compute as ``tune`` is computed by ``report.py`` from the grid runs (random subsets of
+the grid, the best by validation accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+GRIDS = {
+    "full": (("fast_sigmoid", "atan", "sigmoid", "triangular"), (0.1, 0.3, 1.0), (0.5, 1.5, 4.0, 12.0)),
+    "small": (("fast_sigmoid", "atan"), (0.3, 1.0), (1.0, 4.0)),
+}
+METHODS = ("default", "stabilize", "tune")
+#: the paper's second claim (high initial rate + gradual sparsity loss), run on SPARSITY_TASKS only
+SPARSITY_METHODS = ("sparsity_recipe", "sparsity_init_only", "sparsity_fixed", "sparsity_none")
+SPARSITY_TASKS = ("deep", "memory")
+SPARSITY_TARGET, SPARSITY_WEIGHT = 0.02, 5.0
+
+
+def grid_configs(name: str) -> list[dict[str, Any]]:
+    families, dampenings, sharpnesses = GRIDS[name]
+    return [{"method": "grid", "family": f, "dampening": d, "sharpness": s}
+            for f, d, s in itertools.product(families, dampenings, sharpnesses)]
+
+
+def key(job: dict[str, Any]) -> str:
+    cfg = job["config"]
+    tail = (f"{cfg['family']}/{cfg['dampening']}/{cfg['sharpness']}" if cfg["method"] == "grid" else cfg["method"])
+    return f"{job['task']}/{job['framework']}/{job['seed']}/{tail}"
+
+
+def jobs(tasks: list[str], frameworks: list[str], seeds: int, grid: str, methods: list[str],
+         options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for task, framework, seed in itertools.product(tasks, frameworks, range(seeds)):
+        sparse = [m for m in methods if m in SPARSITY_METHODS and task in SPARSITY_TASKS]
+        configs = [{"method": m} for m in methods if m not in SPARSITY_METHODS] + grid_configs(grid) + \
+            [{"method": m} for m in sparse]
+        for config in configs:
+            yield {"task": task, "framework": framework, "seed": seed, "config": config, **options}
+
+
+def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
+    import sg_stability as sg
+
+    method = config["method"]
+    if method == "default":
+        return None
+    if method == "grid":
+        def patch(model: Any, train: Any, val: Any) -> dict[str, Any]:
+            sg.patch(model, surrogate=config["family"], dampening=config["dampening"], sharpness=config["sharpness"])
+            return {}
+        return patch
+    if method == "stabilize":
+        def stabilize(model: Any, train: Any, val: Any) -> dict[str, Any]:
+            handle = sg.stabilize(model, train.x[:, :64])
+            return {"chosen": {p: repr(s) for p, s in handle.surrogates.items()}}
+        return stabilize
+    if method.startswith("tune"):
+        import torch
+        from train import batches, loss_fn
+
+        score = "loss" if method == "tune_loss" else "accuracy"  # the harness' metric is test accuracy
+
+        def tune(model: Any, train: Any, val: Any) -> dict[str, Any]:
+            # the same training batches, seed and validation split the grid's random search selects with
+            handle = sg.tune(model, train.x[:, :64], lambda e: batches(train, task.batch, job_seed * 1000 + e),
+                             loss_fn=loss_fn, val_batches=[(val.x, val.y)], score=score, epochs=task.epochs,
+                             optimizer=lambda m: torch.optim.Adam(m.param_groups(task.lr)), seed=job_seed,
+                             progress=False)
+            return {"chosen": handle.tuning.best.label, "cost_runs": handle.tuning.cost_runs,
+                    "tuning": str(handle.tuning)}
+        return tune
+    if method.startswith("sparsity_"):
+        from sg_stability.schedules import Constant, LinearRamp
+        from sg_stability.sparsity import RateMonitor, SparsityLoss
+
+        kind = method.removeprefix("sparsity_")
+
+        def sparsity(model: Any, train: Any, val: Any) -> dict[str, Any]:
+            # the same surrogate in all three (the analysis' choice); only the initial rate and the loss differ
+            high = kind in ("recipe", "init_only")
+            handle = sg.stabilize(model, train.x[:, :64], init="stability" if high else None)
+            out: dict[str, Any] = {"chosen": handle.report.recommended.label}
+            if kind in ("recipe", "fixed"):
+                schedule = LinearRamp(task.epochs) if kind == "recipe" else Constant(1.0)
+                out["_sparsity"] = (RateMonitor(model), SparsityLoss("squared", SPARSITY_TARGET,
+                                                                     weight=SPARSITY_WEIGHT, schedule=schedule))
+            return out
+        return sparsity
+    raise ValueError(method)
+
+
+def work(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    from tasks import TASKS, add_shd, quick
+    from train import run
+
+    if job.get("shd") and "shd" not in TASKS:
+        add_shd(job["shd"])
+    task = quick(TASKS[job["task"]]) if job.get("quick") else TASKS[job["task"]]
+    t0 = time.perf_counter()
+    result = run(job["framework"], task, job["seed"], configure(job["config"], task, job["seed"]))
+    return {**job, "key": key(job), **result, "wall_s": time.perf_counter() - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks import TASKS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--frameworks", default="snntorch,spikingjelly,norse")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--grid", choices=sorted(GRIDS), default="full")
+    p.add_argument("--methods", default=",".join(METHODS + SPARSITY_METHODS))
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--out", default=str(HERE.parent.parent / "out" / "evidence"))
+    p.add_argument("--shd", default=None, help="folder holding shd_train.h5 and shd_test.h5 (adds the 'shd' task)")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--quick", action="store_true", help="every task at smoke-test size (a few dozen samples)")
+    args = p.parse_args(argv)
+    if args.shd:
+        from tasks import add_shd
+
+        add_shd(args.shd)
+        if "shd" not in args.tasks.split(","):
+            args.tasks += ",shd"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = set()
+    if results.exists():
+        done = {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
+    options = {k: v for k, v in (("quick", args.quick), ("shd", args.shd)) if v}
+    todo = [j for j in jobs(args.tasks.split(","), args.frameworks.split(","), args.seeds, args.grid,
+                            [m for m in args.methods.split(",") if m], options) if key(j) not in done]
+    print(f"{len(done)} runs recorded, {len(todo)} to run, {args.workers} workers -> {results}", flush=True)
+    from tqdm import tqdm
+
+    if args.workers > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(args.workers) as pool, results.open("a") as f:
+            for r in tqdm(pool.imap_unordered(work, todo), total=len(todo), smoothing=0.05):
+                f.write(json.dumps(r) + "\n")
+                f.flush()
+    else:
+        with results.open("a") as f:
+            for j in tqdm(todo, smoothing=0.05):
+                f.write(json.dumps(work(j)) + "\n")
+                f.flush()
+    if not args.no_report:
+        from report import report
+
+        report(out, grid=args.grid)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""The harness's tasks: data (generated or shipped, nothing downloaded), architecture and training budget.
+
+Each task is sized so that one training run takes a few seconds on one CPU core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from nets import Arch
+
+from sg_stability import datasets
+from sg_stability.datasets import SpikeDataset
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # what the task tests, for the report
+    data: Callable[[int], SpikeDataset]
+    arch: Callable[[SpikeDataset], Arch]
+    window: int  # readout window (last steps)
+    epochs: int = 8
+    batch: int = 64
+    lr: float = 2e-3
+    train: int = 600
+    val: int = 150
+    test: int = 300
+    test_from_end: bool = False  # the test set is the last ``test`` samples (a separate test file, e.g. SHD's)
+
+
+def _arch(kind: str, hidden: tuple[int, ...], gain: float) -> Callable[[SpikeDataset], Arch]:
+    return lambda d: Arch(kind, d.x.shape[2], hidden, d.classes, gain)
+
+
+TASKS = {
+    "randman": Task(
+        "randman", "spike timing (RandMan, Zenke & Vogels 2021), 1 hidden layer",
+        lambda seed: datasets.randman(classes=5, channels=20, dim=1, samples_per_class=210, steps=50, alpha=2.0,
+                                      seed=seed),
+        _arch("ff", (128,), 8.0), window=50),
+    "memory": Task(
+        "memory", "delayed cue recall across 50 silent steps, recurrent layer",
+        lambda seed: datasets.delayed_cue(classes=4, samples=1050, delay=50, seed=seed),
+        _arch("rec", (64,), 3.0), window=5, epochs=16),
+    "deep": Task(
+        "deep", "interleaved spirals, 5 feed-forward spiking layers",
+        lambda seed: datasets.spirals(classes=3, samples_per_class=350, steps=20, seed=seed),
+        _arch("ff", (64, 64, 64, 64, 64), 2.0), window=20),
+    "digits": Task(
+        "digits", "scikit-learn digits, latency-coded, recurrent layer",
+        lambda seed: datasets.digits(steps=20, seed=seed),
+        _arch("rec", (128,), 3.0), window=20),
+}
+
+
+def quick(task: Task) -> Task:
+    """The same task at a size for a smoke test: a few dozen samples, two epochs."""
+    return replace(task, train=min(task.train, 96), val=min(task.val, 48), test=min(task.test, 48), epochs=2, batch=32)
+
+
+def add_shd(folder: str, limit: int = 4000, steps: int = 100) -> None:
+    """Register the 'shd' task: Spiking Heidelberg Digits from ``folder`` (shd_train.h5, shd_test.h5), binned
+    into ``steps`` steps; a seeded train/validation split of the training file, the test file as test set."""
+    from pathlib import Path
+
+    import torch
+
+    root = Path(folder)
+    train_all = datasets.load_shd(root / "shd_train.h5", steps=steps, limit=limit)
+    test_all = datasets.load_shd(root / "shd_test.h5", steps=steps, limit=limit)
+    classes = max(train_all.classes, test_all.classes)
+    n_val = max(1, train_all.y.numel() // 10)
+
+    def data(seed: int) -> SpikeDataset:
+        order = torch.randperm(train_all.y.numel(), generator=torch.Generator().manual_seed(seed))
+        x = torch.cat([train_all.x[:, order], test_all.x], 1)
+        y = torch.cat([train_all.y[order], test_all.y])
+        return SpikeDataset(x, y, classes)
+
+    TASKS["shd"] = Task("shd", "Spiking Heidelberg Digits (user's files), recurrent layer", data,
+                        _arch("rec", (128,), 3.0), window=steps, epochs=8, batch=64,
+                        train=train_all.y.numel() - n_val, val=n_val, test=test_all.y.numel(), test_from_end=True)
+
+
+def splits(task: Task, seed: int) -> tuple[SpikeDataset, SpikeDataset, SpikeDataset]:
+    data = task.data(seed)
+    n = task.train + task.val + task.test
+    if data.y.numel() < n:
+        raise ValueError(f"task {task.name}: {data.y.numel()} samples, needs {n}")
+    sl = [slice(0, task.train), slice(task.train, task.train + task.val), slice(task.train + task.val, n)]
+    if task.test_from_end:
+        sl[2] = slice(data.y.numel() - task.test, data.y.numel())
+    return tuple(SpikeDataset(data.x[:, s], data.y[s], data.classes) for s in sl)  # type: ignore[return-value]
