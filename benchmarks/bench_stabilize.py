@@ -70,9 +70,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} rounds (s)")
     print(f"{'network':<52}{'analyze':>9}{'candidates':>12}{'stabilize':>11}{'target':>8}")
     for name, (net, x, run) in nets.items():
-        a = timed(lambda: sg.analyze(net, x, run=run), args.rounds)
-        c = timed(lambda: sg.candidates(net, x, run=run), args.rounds)
-        s = timed(lambda: sg.stabilize(net, x, run=run), args.rounds)
+        a = timed(lambda net=net, x=x, run=run: sg.analyze(net, x, run=run), args.rounds)
+        c = timed(lambda net=net, x=x, run=run: sg.candidates(net, x, run=run), args.rounds)
+        s = timed(lambda net=net, x=x, run=run: sg.stabilize(net, x, run=run), args.rounds)
         print(f"{name:<52}{a:>9.2f}{c:>12.2f}{s:>11.2f}{'<= 2':>8}{'  ok' if s <= 2 else '  MISSED'}")
 
 

@@ -12,6 +12,7 @@ See README.md for the framework support matrix and the method (Herranz-Celotti &
 from . import anneal, datasets, diagnostics, init, plugins, schedules, sparsity, stability, surrogates
 from ._analyze import LayerReport, StabilityReport
 from ._api import find_neurons, is_patched, patch, unpatch
+from ._candidates import Candidate, analyze, candidates
 from ._errors import (
     AdapterError,
     AlreadyPatchedError,
@@ -29,10 +30,9 @@ from ._errors import (
     UnknownSurrogateError,
 )
 from ._handle import PatchHandle
-from ._candidates import Candidate, analyze, candidates
 from ._stabilize import stabilize
-from ._tune import TuneReport, tune
 from ._transaction import Transaction
+from ._tune import TuneReport, tune
 from .adapter_api import NeuronSite, hookimpl
 
 __version__ = "0.1.0.dev0"
@@ -56,14 +56,14 @@ __all__ = [
     "SGStabilityWarning",
     "SkippedSitesWarning",
     "StabilityReport",
-    "TuneReport",
     "Transaction",
+    "TuneReport",
     "UnknownSurrogateError",
     "__version__",
     "analyze",
+    "anneal",
     "candidates",
     "datasets",
-    "anneal",
     "diagnostics",
     "find_neurons",
     "hookimpl",

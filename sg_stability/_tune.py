@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from ._api import patch
-from ._candidates import Candidate, candidates as shortlist
+from ._candidates import Candidate
+from ._candidates import candidates as shortlist
 from ._errors import ConfigError
 from ._handle import PatchHandle
 from .surrogates import Surrogate
@@ -61,11 +62,11 @@ class TuneReport:
         width = max(len(c.label) for c in self.candidates) + 2
         head = (f"{'candidate':<{width}}{'reach':>7}{'growth':>8}"
                 + "".join(f"{f'@{f:.3g}':>9}" for f in fractions))
-        lines = [f"TuneReport: {len(self.candidates)} candidates ranked by validation {self.metric}; "
-                 f"cost {self.cost_epochs:.3g} epochs = {self.cost_runs:.2f} full runs, {self.seconds:.1f} s",
-                 "(reach: least fraction of a layer's points where the surrogate passes half its peak; growth: "
-                 "measured BPTT growth per step; @f: score after training for the fraction f of the full "
-                 "budget; * = had not learned yet, ranked by the shortlist's order)", head]
+        lines = [(f"TuneReport: {len(self.candidates)} candidates ranked by validation {self.metric}; "
+                  f"cost {self.cost_epochs:.3g} epochs = {self.cost_runs:.2f} full runs, {self.seconds:.1f} s"),
+                 ("(reach: least fraction of a layer's points where the surrogate passes half its peak; growth: "
+                  "measured BPTT growth per step; @f: score after training for the fraction f of the full "
+                  "budget; * = had not learned yet, ranked by the shortlist's order)"), head]
         for c in sorted(self.candidates, key=lambda c: (-len(c.scores), -c.score)):
             by_f = dict(c.scores)
             cells = "".join(f"{by_f[f]:>9.4g}" if f in by_f else f"{'':>9}" for f in fractions)
@@ -141,11 +142,11 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
     class-score outputs) or ``score(model, val_batches) -> float`` (higher wins). ``epochs`` is the length of your
     full training: the finder trains its candidates for 1/4, 1/2 and 3/4 of it (successive halving: all, then
     the best third but at least 3, then the best 3), ``n/4 + k/4 + 3/4`` full runs for ``n`` candidates with
-    ``k = max(3, ceil(n/3))`` (3.75 runs for the default shortlist of 9, a thirteenth of a 48-point grid). ``candidates`` default to
-    :func:`sg_stability.candidates` (the stability analysis' shortlist); ``optimizer(model)`` builds a fresh
-    optimizer per candidate (default Adam at ``lr``). Returns the handle of the winner's patch; ``handle.tuning``
-    is the :class:`TuneReport`. The weights are restored to what they were before (``keep_weights=True`` keeps
-    the winner's partly trained weights instead).
+    ``k = max(3, ceil(n/3))`` (3.75 runs for the default shortlist of 9, a thirteenth of a 48-point grid).
+    ``candidates`` default to :func:`sg_stability.candidates` (the stability analysis' shortlist);
+    ``optimizer(model)`` builds a fresh optimizer per candidate (default Adam at ``lr``). Returns the handle of
+    the winner's patch; ``handle.tuning`` is the :class:`TuneReport`. The weights are restored to what they were
+    before (``keep_weights=True`` keeps the winner's partly trained weights instead).
     """
     _validate(epochs, "epochs")
     if not callable(loss_fn):

@@ -36,7 +36,7 @@ class SpikeDataset:
     def split(self, fraction: float, seed: int = 0) -> tuple[SpikeDataset, SpikeDataset]:
         """A seeded random split: the first part holds ``fraction`` of the samples."""
         order = torch.randperm(self.y.numel(), generator=torch.Generator().manual_seed(seed))
-        cut = int(round(fraction * self.y.numel()))
+        cut = round(fraction * self.y.numel())
         a, b = order[:cut], order[cut:]
         return (SpikeDataset(self.x[:, a], self.y[a], self.classes),
                 SpikeDataset(self.x[:, b], self.y[b], self.classes))
@@ -44,15 +44,15 @@ class SpikeDataset:
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}", got=value, allowed=f"{minimum}, {minimum + 1}, ...",
-                          fix=f"pass {name}={max(minimum, 2)} or more")
+        raise ConfigError(f"{name} must be an integer >= {minimum}", got=value,
+                          allowed=f"{minimum}, {minimum + 1}, ...", fix=f"pass {name}={max(minimum, 2)} or more")
     return value
 
 
 def _fraction(name: str, value: object, low: float = 0.0, high: float = 1.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-        raise ConfigError(f"{name} must be a number in [{low}, {high}]", got=value, allowed=f"{low} <= {name} <= {high}",
-                          fix=f"pass a value such as {(low + high) / 2:g}")
+        raise ConfigError(f"{name} must be a number in [{low}, {high}]", got=value,
+                          allowed=f"{low} <= {name} <= {high}", fix=f"pass a value such as {(low + high) / 2:g}")
     return float(value)
 
 
@@ -183,12 +183,14 @@ def digits(*, steps: int = 20, coding: str = "latency", max_rate: float = 0.5, s
     none for blank ones; ``coding="rate"``: Poisson spikes with probability ``max_rate * intensity`` per step."""
     steps = _positive_int("steps", steps, 2)
     if coding not in ("latency", "rate"):
-        raise ConfigError("unknown spike coding", got=coding, allowed="'latency' or 'rate'", fix="pass coding='latency'")
+        raise ConfigError("unknown spike coding", got=coding, allowed="'latency' or 'rate'",
+                          fix="pass coding='latency'")
     max_rate = _fraction("max_rate", max_rate)
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
-        raise ConfigError("digits() needs scikit-learn", got="scikit-learn not installed", allowed="scikit-learn >= 1.0",
+        raise ConfigError("digits() needs scikit-learn", got="scikit-learn not installed",
+                          allowed="scikit-learn >= 1.0",
                           fix="pip install scikit-learn") from exc
     data = load_digits()
     intensity = torch.tensor(data.data, dtype=torch.float32) / 16.0  # [n, 64]
@@ -218,7 +220,8 @@ def load_shd(path: str | Path, *, steps: int = 100, max_time: float = 1.0, chann
     try:
         import h5py
     except ImportError as exc:  # pragma: no cover - exercised only without h5py
-        raise ConfigError("load_shd needs h5py", got="h5py not installed", allowed="h5py", fix="pip install h5py") from exc
+        raise ConfigError("load_shd needs h5py", got="h5py not installed", allowed="h5py",
+                          fix="pip install h5py") from exc
     with h5py.File(file, "r") as f:
         times, units, labels = f["spikes"]["times"], f["spikes"]["units"], f["labels"]
         n = len(labels) if limit is None else min(limit, len(labels))

@@ -110,7 +110,7 @@ def test_cost_is_what_successive_halving_trains():
     keep = [n, max(3, math.ceil(n / 3)), 3]
     steps = len(batches) * epochs
     expected = sum(k * (round(f * steps) - (round(RUNGS[i - 1] * steps) if i else 0))
-                   for i, (k, f) in enumerate(zip(keep, RUNGS)))
+                   for i, (k, f) in enumerate(zip(keep, RUNGS, strict=True)))
     assert handle.tuning.cost_epochs == pytest.approx(expected / len(batches))
     assert handle.tuning.cost_runs == pytest.approx(expected / steps)
     handle.remove()

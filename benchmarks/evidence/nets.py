@@ -9,6 +9,7 @@ non-spiking linear readout of the last spiking layer, averaged over the task's r
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,7 @@ def weights(arch: Arch, seed: int) -> dict[str, torch.Tensor]:
 
     w: dict[str, torch.Tensor] = {}
     sizes = (arch.inputs, *arch.hidden)
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         w[f"fc{i}"] = uniform(b, a, arch.input_gain)
     if arch.kind == "rec":
         w["rec"] = uniform(arch.hidden[-1], arch.hidden[-1], 1.0)
@@ -99,7 +100,7 @@ class SnnTorchNet(_Net):
         out = []
         for t in range(x.shape[0]):
             h = x[t]
-            for i, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
+            for i, (fc, lif) in enumerate(zip(self.fcs, self.lifs, strict=True)):
                 if isinstance(mems[i], tuple):
                     spk, mem = lif(fc(h), *mems[i])
                     mems[i] = (spk, mem)
@@ -131,7 +132,7 @@ class SpikingJellyNet(_Net):
         functional.reset_net(self)
         h = x
         last = len(self.lifs) - 1
-        for i, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
+        for i, (fc, lif) in enumerate(zip(self.fcs, self.lifs, strict=True)):
             if self.arch.kind == "rec" and i == last:
                 current = fc(h)
                 spk = torch.zeros(h.shape[1], self.fc_rec.in_features)
@@ -170,7 +171,7 @@ class NorseNet(_Net):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
-        for fc, lif in zip(self.fcs, self.lifs):
+        for fc, lif in zip(self.fcs, self.lifs, strict=True):
             h, _ = lif(fc(h))
         if self.arch.kind == "rec":
             h, _ = self.lif_rec(h)

@@ -52,6 +52,12 @@ TASKS = {
         "digits", "scikit-learn digits, latency-coded, recurrent layer",
         lambda seed: datasets.digits(steps=20, seed=seed),
         _arch("rec", (128,), 3.0), window=20),
+    # added after the method was frozen (not used to design it): a held-out check of generalisation
+    "heldout": Task(
+        "heldout", "held out: 10-class RandMan of 2-D manifolds through a recurrent layer",
+        lambda seed: datasets.randman(classes=10, channels=30, dim=2, samples_per_class=105, steps=40, alpha=2.0,
+                                      seed=100 + seed),
+        _arch("rec", (96,), 6.0), window=40, epochs=10),
 }
 
 
