@@ -135,7 +135,8 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
          progress: bool = True) -> PatchHandle:
     """Pick the surrogate that trains best on your data, at a fraction of a grid search's cost.
 
-    ``batches``: the training batches of one epoch (a list, re-iterated each epoch, or ``epoch -> iterable``);
+    ``batches``: the training batches of one epoch (a list, re-iterated each epoch, or ``epoch -> iterable``;
+    any other iterable, e.g. a DataLoader, is read once, so that every candidate sees the same batches);
     ``loss_fn(model, batch)`` returns the scalar loss; ``val_batches`` are held-out batches that score the
     candidates (default: the last fifth of the first epoch's batches, which are then not trained on);
     ``score`` is ``"loss"`` (lower validation loss wins), ``"accuracy"`` (for ``(x, y)`` batches and
@@ -153,6 +154,8 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
         raise ConfigError("loss_fn must be callable", got=loss_fn, allowed="loss_fn(model, batch) -> scalar tensor",
                           fix="pass e.g. loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1])")
     scorer, metric = _scorer(score, loss_fn)
+    if not callable(batches) and not isinstance(batches, Sequence):
+        batches = list(batches)  # read once: a generator would run dry, and every candidate sees the same batches
     first = _epoch(batches, 0)
     if not first:
         raise ConfigError("batches is empty", got=batches, allowed="an iterable of at least one training batch",
@@ -251,7 +254,12 @@ def _train(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, epoch_
     model.train()
     while done < until:
         epoch, offset = divmod(done, steps_per_epoch)
-        for batch in epoch_batches(epoch)[offset:offset + until - done]:
+        todo = epoch_batches(epoch)[offset:offset + until - done]
+        if not todo:
+            raise ConfigError(f"epoch {epoch} of the training batches is shorter than the first", got=offset,
+                              allowed=f"{steps_per_epoch} batches in every epoch",
+                              fix="pass a list of batches, or batches=lambda epoch: ... returning a full epoch")
+        for batch in todo:
             opt.zero_grad()
             loss = loss_fn(model, batch)
             if not torch.isfinite(loss):

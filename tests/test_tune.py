@@ -301,3 +301,23 @@ def test_the_choice_is_not_in_the_bottom_half_of_a_small_grid():
     median = (scores[3] + scores[4]) / 2
     assert final_accuracy(None, "race") >= median, scores
     assert final_accuracy(None, "analysis") >= median, scores
+
+
+def test_a_one_shot_iterator_of_batches_is_read_once_and_reused():
+    model, batches, val, _ = task()
+    handle = sg.tune(model, batches[0][0], iter(batches), loss_fn=loss_fn, val_batches=val, epochs=2,
+                     candidates=[fs(1.0, 0.5), fs(0.3, 1.5)], progress=False)
+    steps = 2 * len(batches)
+    # both candidates trained for every epoch's batches up to 3/4 of the budget: nothing ran dry
+    assert handle.tuning.cost_epochs == pytest.approx(2 * round(0.75 * steps) / len(batches))
+    handle.remove()
+
+
+def test_an_epoch_shorter_than_the_first_is_a_clear_error_and_loses_nothing():
+    model, batches, val, _ = task()
+    before = params(model)
+    with pytest.raises(sg.ConfigError, match="shorter than the first"):
+        sg.tune(model, batches[0][0], lambda epoch: batches if epoch == 0 else batches[:1], loss_fn=loss_fn,
+                val_batches=val, epochs=3, candidates=[fs(1.0, 0.5)], progress=False)
+    assert not sg.is_patched(model)
+    assert all(torch.equal(before[k], v) for k, v in params(model).items())
