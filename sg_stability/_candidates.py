@@ -132,8 +132,9 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
                seed: int = 0) -> list[Candidate]:
     """The shortlist, most preferred first (see the module docstring): ``family`` at sharpness ``b / threshold``
     for each ``b`` in :data:`SHARPNESS_UNITS` and area ``dampening / sharpness`` in :data:`AREAS` (dampening at
-    most the family's peak / threshold; duplicates dropped), each with its measured reach and BPTT growth. The model is
-    left as it was."""
+    most the family's peak / threshold; duplicates dropped), each with its measured reach and BPTT growth; then
+    the model's own surrogate (the incumbent), when every layer holds the same one. The model is left as it
+    was."""
     layers = record_membranes(model, sample, run)
     if not layers:
         raise ConfigError("no spiking layer recorded a membrane on the sample", got=type(sample).__name__,
@@ -182,6 +183,7 @@ def _incumbent(layers: list[LayerMembranes], pool: list[Candidate]) -> Surrogate
            for c in pool):
         return None
     return first.replace()
+
 
 def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
             probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0) -> StabilityReport:
