@@ -15,33 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "evidence"))
+from nets import Arch, build
 from quickstart import DigitsSNN, load_digits, spike_trains
 
 import sg_stability as sg
-
-
-class Recurrent128(nn.Module):
-    def __init__(self) -> None:
-        import snntorch as snn
-
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = nn.Linear(40, 128)
-        with torch.no_grad():
-            self.fc.weight.mul_(3.0)
-        self.lif = snn.RLeaky(beta=0.9, linear_features=128, reset_mechanism="subtract")
-        self.out = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spk, mem = self.lif.init_rleaky()
-        outs = []
-        for t in range(x.shape[0]):
-            spk, mem = self.lif(self.fc(x[t]), spk, mem)
-            outs.append(spk)
-        return self.out(torch.stack(outs)).mean(0)
 
 
 def timed(fn: Callable[[], object], rounds: int) -> float:
@@ -65,7 +45,8 @@ def main() -> None:
             (DigitsSNN(), spike_trains(x_train[:256], 25, torch.Generator().manual_seed(7)),
              lambda m, x: m(x)),
         "RLeaky 128 (T=64, batch 64)":
-            (Recurrent128(), (torch.rand(64, 64, 40, generator=torch.Generator().manual_seed(1)) < 0.1).float(), None),
+            (build("snntorch", Arch("rec", 40, (128,), 10, input_gain=3.0), seed=0, window=64),
+             (torch.rand(64, 64, 40, generator=torch.Generator().manual_seed(1)) < 0.1).float(), None),
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.rounds} rounds (s)")
     print(f"{'network':<52}{'analyze':>9}{'candidates':>12}{'stabilize':>11}{'target':>8}")

@@ -46,18 +46,19 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
        ``handle.init_report.restore()`` is called (decisions D5); if ``stabilize`` fails after initialising,
        the weights are put back as they were;
     2. the stability analysis' shortlist (:func:`sg_stability.candidates`): ``family`` (with ``params``, e.g. a
-       q_pseudospike ``tail``) at sharpness set in units of the threshold, each layer reachable, dampenings
-       ordered by the measured BPTT growth -- the widest surrogate whose growth stays at or below 1 first;
+       q_pseudospike ``tail``) in threshold units, areas 1/3, 1 and 1/10 of a unit step, each with its measured
+       BPTT growth (growing ones last), then the model's own surrogate;
     3. with ``batches`` and ``loss_fn`` (as for :func:`sg_stability.tune`, with ``val_batches``, ``score``,
        ``epochs``, ``optimizer``, ``lr``): the candidates race by successive halving on your data and the best
-       one is installed (``handle.tuning`` is the race's :class:`TuneReport`, about 3 full runs of compute, a
-       tenth of a 30-point grid search); without them the analysis' first choice is installed;
+       one is installed (``handle.tuning`` is the race's :class:`TuneReport`, 3.75 full runs of compute for the
+       default shortlist); without them the analysis' first choice is installed;
     4. ``handle.report`` is :func:`analyze` of the model as patched (``target`` and ``probes`` are passed on);
        ``handle.candidates`` the shortlist. ``handle.remove()`` restores the original surrogates.
     """
     _check(target, batches, loss_fn)
     base = get(family, **params)
     snapshot = copy.deepcopy(model.state_dict()) if init is not None else None
+    handle: PatchHandle | None = None
     try:
         init_report = None
         if init is not None:
@@ -69,23 +70,20 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
             handle = tune(model, sample, batches, loss_fn=loss_fn, val_batches=val_batches, score=score,
                           epochs=epochs, candidates=pool, optimizer=optimizer, lr=lr, run=run, seed=seed,
                           progress=progress)
+            chosen = handle.tuning.best
             how = f"won a training race between {len(pool)} candidates ({handle.tuning.cost_runs:.2f} full runs)"
         else:
             handle = patch(model, surrogate=pool[0].surrogate)
+            chosen = pool[0]
             how = ("the stability analysis' first choice (pass batches= and loss_fn= to let a short training "
                    "race between its candidates decide)")
-    except BaseException:
-        if snapshot is not None:
-            model.load_state_dict(snapshot)
-        raise
-    try:
         handle.report = analyze(model, sample, run=run, probes=probes, seed=seed, target=target)
-    except BaseException:
-        handle.remove()
+    except BaseException:  # a failure at any point leaves the model as it was
+        if handle is not None:
+            handle.remove()
         if snapshot is not None:
             model.load_state_dict(snapshot)
         raise
-    chosen = handle.tuning.best if batches is not None else pool[0]
     growth = f", measured BPTT growth {chosen.growth:.3f}/step" if chosen.growth is not None else ""
     handle.report.recommended = chosen
     handle.notes = (*handle.notes, f"installed {chosen.label}{growth}: {how}")

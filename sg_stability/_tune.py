@@ -2,10 +2,11 @@
 
 The stability analysis narrows shape x dampening x sharpness down to a handful of candidates
 (:func:`sg_stability.candidates`); ``tune`` ranks them by real training on the user's own data with successive
-halving: every candidate trains for a short first rung, the best third continues, and the last two are compared
-after three quarters of the full training budget -- late enough that a surrogate which learns fast early and then
-plateaus is not picked for its start. The model's weights are restored afterwards (unless ``keep_weights``) and
-the winner is patched in; ``handle.tuning`` says what was tried, what each scored, and what it cost.
+halving: every candidate trains for a quarter of the full training budget, the best third (at least three)
+continues to half, and three finalists are compared after three quarters -- late enough that a surrogate which
+learns fast early and then plateaus is not picked for its start. The model's weights are restored afterwards
+(unless ``keep_weights``) and the winner is patched in; ``handle.tuning`` says what was tried, what each scored,
+and what it cost.
 """
 
 from __future__ import annotations
