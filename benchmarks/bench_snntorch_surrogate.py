@@ -60,7 +60,7 @@ def main() -> None:
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)  # lr 0: every round sees the same weights
     x = (torch.rand(args.steps, args.batch, args.inputs) < 0.05).float()
     y = torch.randint(0, args.outputs, (args.batch,))
-    assert sg.surrogates.from_native(net.lif1.spike_grad).params() == {"dampening": 1.0, "sharpness": 1.0}
+    assert sg.from_native(net.lif1.spike_grad).params() == {"dampening": 1.0, "sharpness": 1.0}
 
     def loss() -> torch.Tensor:
         return nn.functional.cross_entropy(net(x).mean(0), y)

@@ -155,7 +155,7 @@ def main() -> None:
         print(f"{name:<{width}}{r['accuracy']:>14.3f}{r['hidden_rate']:>13.3f}{r['output_rate']:>13.3f}"
               f"{r['seconds']:>9.1f}")
 
-    native = sg.surrogates.from_native(default_net.lif1.spike_grad)  # read snnTorch's own surrogate
+    native = sg.from_native(default_net.lif1.spike_grad)  # read snnTorch's own surrogate
     png = args.out / "quickstart_surrogates.png"
     plot_surrogates(native, handle.surrogates["lif1"], png)
     print(f"\nwrote {png}")

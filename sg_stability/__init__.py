@@ -34,6 +34,7 @@ from ._stabilize import stabilize
 from ._transaction import Transaction
 from ._tune import TuneReport, tune
 from .adapter_api import NeuronSite, hookimpl
+from .plugins import from_native, read_native
 
 __version__ = "0.1.0.dev0"
 
@@ -66,11 +67,13 @@ __all__ = [
     "datasets",
     "diagnostics",
     "find_neurons",
+    "from_native",
     "hookimpl",
     "init",
     "is_patched",
     "patch",
     "plugins",
+    "read_native",
     "schedules",
     "sparsity",
     "stability",

@@ -33,7 +33,8 @@ from ._transaction import Transaction
 from .adapter_api import Dynamics, NeuronSite, PatchOptions
 from .stability import _conditions as cond
 from .stability import _gains as gains
-from .surrogates import Surrogate, get, read_native
+from .plugins import read_native
+from .surrogates import Surrogate, get
 
 Run = Callable[[nn.Module, Any], Any]
 STEP_REF = tuple[Tensor, int | None]  # a tensor, and the index along dim 0 when it holds the whole sequence
@@ -580,7 +581,7 @@ def _recurrent(est: _Estimates, s: Surrogate, v: Tensor, w_rec: Tensor, w_ff: Te
         base = s.replace(dampening=damp.value)
     est.dampening, est.sharpness = damp, sharp
     est.sharpness_theory = cond.condition_iv(base, wr, dyn.leak, dyn.threshold, dyn.reset, **kw)
-    if "tail" in type(s)._param_names:
+    if "tail" in type(s).param_names:
         est.tail = calibrate(base, "tail")
 
 

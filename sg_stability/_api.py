@@ -31,8 +31,8 @@ from ._errors import (
 from ._handle import PatchHandle, SlotRecord, _display, installed_by_live_handle, live_handles
 from ._transaction import Transaction
 from .adapter_api import AdapterInfo, NeuronSite, PatchOptions
-from .surrogates._base import Surrogate
-from .surrogates._native import read_native
+from .surrogates import Surrogate
+from .plugins import read_native
 from .surrogates._registry import get
 
 Targets = str | Sequence[str] | Callable[[str, nn.Module], bool] | Mapping[str, "str | Surrogate"] | None

@@ -12,7 +12,7 @@ from torch import nn
 from ._errors import PatchConflictError, Problem, raw
 from ._transaction import Change, Transaction, current_value
 from .adapter_api import NativeReading, NeuronSite
-from .surrogates._base import Surrogate
+from .surrogates import Surrogate
 
 # model -> live handles (newest last); surrogates installed by live handles
 _LIVE: weakref.WeakKeyDictionary[nn.Module, list[PatchHandle]] = weakref.WeakKeyDictionary()

@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from ._errors import Problem
 from ._transaction import Transaction
-from .surrogates._base import STRICT, Heaviside, Surrogate
-from .surrogates._native import NativeReading
+from .surrogates import STRICT, Heaviside, Surrogate
 
 PROJECT = "sg_stability"
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -38,6 +37,19 @@ __all__ = [
     "Transaction",
     "hookimpl",
 ]
+
+
+@dataclass(frozen=True)
+class NativeReading:
+    """A framework-native surrogate read into the canonical form, or the reason it cannot be.
+
+    ``source`` describes the native object (e.g. ``"snntorch.surrogate.atan(alpha=2.0)"``).
+    Exactly one of ``surrogate`` and ``reason`` is set.
+    """
+
+    source: str
+    surrogate: Surrogate | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +196,7 @@ class NeuronDriver:
     def bind(self, surrogate: Surrogate, path: str, slot: str) -> Surrogate:
         """A new instance of ``surrogate`` in this framework's forward convention, named after its site."""
         new = surrogate.replace(heaviside=self.heaviside)
-        new._site_path = path if len(self.slots) <= 1 else f"{path}.{slot}"
+        new.site_path = path if len(self.slots) <= 1 else f"{path}.{slot}"
         return new
 
 

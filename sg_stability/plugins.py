@@ -6,6 +6,8 @@
 - A plugin that fails to import or to validate is reported with a :class:`PluginLoadWarning` naming
   it, and discovery goes on without it.
 - :func:`register` adds a plugin object by hand (e.g. an adapter defined in a notebook).
+- Plugins' surrogate families are pushed into the (passive) surrogate registry; reading a framework's own
+  surrogate (:func:`read_native`, :func:`from_native`) asks the adapters.
 
 Plugins are loaded once, on first use; call :func:`reload` after installing one in a running process.
 """
@@ -24,8 +26,10 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from ._errors import ConfigError, PluginLoadWarning
+from ._errors import ConfigError, NotConvertibleError, PluginLoadWarning, raw
 from .adapter_api import PROJECT, AdapterInfo, NativeReading, NeuronSite
+from .surrogates import Surrogate
+from .surrogates._registry import forget_plugin_families, register_family, set_discovery
 
 ENTRY_POINT_GROUP = "sg_stability"
 DISABLE_AUTOLOAD_ENV = "SG_STABILITY_DISABLE_PLUGIN_AUTOLOAD"
@@ -48,8 +52,10 @@ __all__ = [
     "PluginInfo",
     "adapter_infos",
     "failures",
+    "from_native",
     "loaded",
     "manager",
+    "read_native",
     "register",
     "reload",
     "unregister",
@@ -109,8 +115,6 @@ def _try_register(pm: pluggy.PluginManager, name: str, load: Callable[[], Any], 
 
 
 def _build() -> pluggy.PluginManager:
-    from .surrogates._registry import register_family
-
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in _env_names(DISABLED_PLUGINS_ENV):
@@ -144,8 +148,6 @@ def manager() -> pluggy.PluginManager:
 def reload() -> pluggy.PluginManager:
     """Forget loaded plugins and discover them again (after installing one, or changing the env vars)."""
     global _manager
-    from .surrogates._registry import forget_plugin_families
-
     _manager = None
     _sources.clear()
     _failures.clear()
@@ -219,5 +221,36 @@ def find_neuron(module: Any, path: str) -> NeuronSite | None:
     return manager().hook.sg_find_neuron(module=module, path=path)
 
 
-def read_native(obj: Any) -> NativeReading | None:
-    return manager().hook.sg_read_native(obj=obj)
+def read_native(obj: Any) -> NativeReading:
+    """Read ``obj`` (a framework's own surrogate) without raising: the canonical surrogate, or why not."""
+    if isinstance(obj, Surrogate):
+        return NativeReading(source=f"sg_stability {obj!r}", surrogate=obj)
+    reading: NativeReading | None = manager().hook.sg_read_native(obj=obj)
+    if reading is not None:
+        return reading
+    names = [info.name for info in adapter_infos()]
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return NativeReading(source=f"{module}.{name}",
+                         reason=f"no loaded adapter recognises it (adapters: {', '.join(names) or 'none'})")
+
+
+def from_native(obj: Any) -> Surrogate:
+    """The canonical surrogate equivalent to a framework's own surrogate ``obj``.
+
+    Raises :class:`~sg_stability.NotConvertibleError` with the reason when there is none (e.g.
+    snnTorch's ``triangular`` is a sign flip, not a triangle).
+    """
+    reading = read_native(obj)
+    if reading.surrogate is not None:
+        return reading.surrogate
+    raise NotConvertibleError(
+        f"cannot convert {reading.source} to a canonical surrogate: {reading.reason}",
+        reason=reading.reason or "",
+        got=raw(reading.source),
+        allowed="the framework surrogates listed in the README table 'Reading native surrogates'",
+        fix="pick a canonical family instead, e.g. sg.patch(model, surrogate='fast_sigmoid')",
+    )
+
+
+set_discovery(manager)  # a family name a plugin adds resolves before any model is patched

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ._api import find_neurons, patch
 from ._errors import AlreadyPatchedError
-from .surrogates._base import Surrogate
+from .surrogates import Surrogate
 
 __all__ = ["ConformanceReport", "SurrogateProbe", "module_fingerprint", "verify_patch"]
 

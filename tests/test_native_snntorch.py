@@ -34,7 +34,7 @@ V = torch.linspace(-3, 3, 241)
 )
 def test_converted_surrogate_has_snntorch_backward(factory, kwargs, family):
     native = getattr(surrogate, factory)(**kwargs)
-    canonical = sg.surrogates.from_native(native)
+    canonical = sg.from_native(native)
     assert canonical.family == family
     want = native_gradient(native, V)
     assert torch.allclose(canonical.derivative(V.double()).float(), want, rtol=1e-5, atol=1e-7)
@@ -42,7 +42,7 @@ def test_converted_surrogate_has_snntorch_backward(factory, kwargs, family):
 
 def test_leaky_parallel_default_reads_as_atan_alpha_2():
     lp = snn.LeakyParallel(input_size=3, hidden_size=4)
-    canonical = sg.surrogates.from_native(lp.spike_grad)
+    canonical = sg.from_native(lp.spike_grad)
     assert canonical.params() == {"dampening": 1.0, "sharpness": 1.0}
     assert torch.allclose(canonical.derivative(V.double()).float(), native_gradient(lp.spike_grad, V), rtol=1e-5)
 
@@ -57,7 +57,7 @@ ANCHORS = [
 
 @pytest.mark.parametrize(("make", "peak", "hwhm", "area"), ANCHORS)
 def test_description_matches_the_anchor_table(make, peak, hwhm, area):
-    d = sg.surrogates.from_native(make()).describe()
+    d = sg.from_native(make()).describe()
     assert d.peak == pytest.approx(peak, abs=0.005)
     assert d.hwhm == pytest.approx(hwhm, rel=0.01)
     # the table integrated numerically over a finite window, so its areas are rounded down by <= 0.01
@@ -65,7 +65,7 @@ def test_description_matches_the_anchor_table(make, peak, hwhm, area):
 
 
 def test_converted_sigmoid_stays_finite_where_the_native_formula_overflows():
-    canonical = sg.surrogates.from_native(surrogate.sigmoid(slope=25))
+    canonical = sg.from_native(surrogate.sigmoid(slope=25))
     far = torch.tensor([-10.0, -100.0, 1e6])
     assert torch.isfinite(canonical.derivative(far)).all()
 
@@ -87,19 +87,19 @@ def test_converted_sigmoid_stays_finite_where_the_native_formula_overflows():
 def test_not_convertible_says_exactly_why(make, keyword):
     obj = make()
     with pytest.raises(sg.NotConvertibleError) as e:
-        sg.surrogates.from_native(obj)
+        sg.from_native(obj)
     assert keyword in e.value.reason
     msg = str(e.value)
     assert "got:" in msg and "allowed:" in msg and "fix:" in msg
-    reading = sg.surrogates.read_native(obj)
+    reading = sg.read_native(obj)
     assert reading.surrogate is None and reading.reason == e.value.reason
 
 
 def test_unknown_objects_are_not_claimed():
     with pytest.raises(sg.NotConvertibleError, match="no loaded adapter recognises"):
-        sg.surrogates.from_native(torch.sigmoid)
+        sg.from_native(torch.sigmoid)
 
 
 def test_our_own_surrogate_reads_as_itself():
     s = sg.surrogates.Gaussian(0.2, 3.0)
-    assert sg.surrogates.from_native(s) is s
+    assert sg.from_native(s) is s

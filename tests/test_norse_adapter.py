@@ -168,14 +168,14 @@ def norse_gradient(method, alpha, v):
 @pytest.mark.parametrize(("method", "alpha"), [("super", 100.0), ("super", 3.0), ("triangle", 0.3), ("triangle", 2.0),
                                                ("tanh", 2.0), ("tanh", 0.7), ("heavi_erfc", 1.0), ("heavi_erfc", 3.0)])
 def test_from_native_matches_norse_backward(method, alpha):
-    canonical = sg.surrogates.from_native(norse.LIFParameters(method=method, alpha=torch.as_tensor(alpha)))
+    canonical = sg.from_native(norse.LIFParameters(method=method, alpha=torch.as_tensor(alpha)))
     v = torch.linspace(-2.93, 2.93, 117)
     assert torch.allclose(canonical.derivative(v.double()).float(), norse_gradient(method, alpha, v), rtol=1e-5,
                           atol=1e-6)
 
 
 def test_superspike_reading_is_version_aware():
-    reading = sg.surrogates.read_native(norse.LIFParameters())  # method 'super', alpha 100
+    reading = sg.read_native(norse.LIFParameters())  # method 'super', alpha 100
     uses_alpha = norse_adapter.superspike_uses_alpha()
     # Norse 1.1.0 ignores alpha (1 / (|x| + 1)^2); Norse main (#403) uses it (1 / (alpha |x| + 1)^2)
     assert reading.surrogate.params() == {"dampening": 1.0, "sharpness": 50.0 if uses_alpha else 0.5}
@@ -184,21 +184,21 @@ def test_superspike_reading_is_version_aware():
 
 # anchors.md section 1c: Norse triangle (alpha = 0.3) has peak 0.30, HWHM 0.500, area 0.30
 def test_triangle_matches_the_anchor_table():
-    d = sg.surrogates.from_native(norse.LIFParameters(method="triangle", alpha=0.3)).describe()
+    d = sg.from_native(norse.LIFParameters(method="triangle", alpha=0.3)).describe()
     assert (d.peak, d.hwhm, d.area) == pytest.approx((0.30, 0.500, 0.30))
 
 
 @pytest.mark.parametrize(("method", "keyword"), [("circ", "not one of the canonical"), ("heaviside", "no surrogate")])
 def test_not_convertible_says_why(method, keyword):
     with pytest.raises(sg.NotConvertibleError) as e:
-        sg.surrogates.from_native(norse.LIFParameters(method=method))
+        sg.from_native(norse.LIFParameters(method=method))
     assert keyword in e.value.reason
 
 
 def test_reading_a_patched_module_gives_our_surrogate():
     cell = norse.LIFRefracCell()
     with sg.patch(cell, "gaussian", dampening=0.4) as h:
-        assert sg.surrogates.from_native(cell) is h.surrogates["(model)"]
+        assert sg.from_native(cell) is h.surrogates["(model)"]
         assert cell.p.lif.method == "sg_stability" and cell.p.rho_reset == norse.LIFRefracParameters().rho_reset
     assert cell.p.lif.method == "super"
-    assert math.isfinite(sg.surrogates.from_native(cell).describe().area)
+    assert math.isfinite(sg.from_native(cell).describe().area)

@@ -166,7 +166,7 @@ def test_hook_sg_read_native():
 
     plugins.register(Reader(), name="reader")
     try:
-        assert sg.surrogates.from_native(native).params() == {"dampening": 0.4, "sharpness": 2.0}
+        assert sg.from_native(native).params() == {"dampening": 0.4, "sharpness": 2.0}
     finally:
         plugins.unregister("reader")
 

@@ -110,7 +110,7 @@ def test_exact_builtins_keep_the_fused_kernels(family, params, cls, alpha):
     assert _surrogate_spec(installed) is not None  # SpikingJelly will run its fused op
     assert "kept SpikingJelly's fused kernels" in h.summary()
     # the installed class computes exactly the canonical surrogate that was asked for
-    canonical = sg.surrogates.from_native(installed)
+    canonical = sg.from_native(installed)
     asked = sg.surrogates.get(family, **params)
     v = torch.linspace(-3, 3, 61, dtype=torch.float64)
     assert torch.allclose(canonical.derivative(v), asked.derivative(v), rtol=1e-12)
@@ -263,7 +263,7 @@ def test_from_native_matches_spikingjelly_backward(cls, kwargs):
     if not hasattr(surrogate, cls):
         pytest.skip(f"{cls} does not exist in this SpikingJelly generation")
     native = getattr(surrogate, cls)(**kwargs)
-    canonical = sg.surrogates.from_native(native)
+    canonical = sg.from_native(native)
     v = torch.linspace(-2.93, 2.93, 117)  # never exactly on a kink (|x| = 0.5, 1) of the piecewise shapes
     assert torch.allclose(canonical.derivative(v.double()).float(), native_gradient(native, v), rtol=1e-5, atol=1e-6)
 
@@ -280,7 +280,7 @@ def test_from_native_matches_spikingjelly_backward(cls, kwargs):
 def test_description_matches_the_anchor_table(cls, peak, hwhm, area):
     if not hasattr(surrogate, cls):
         pytest.skip(f"{cls} does not exist in this SpikingJelly generation")
-    d = sg.surrogates.from_native(getattr(surrogate, cls)()).describe()
+    d = sg.from_native(getattr(surrogate, cls)()).describe()
     assert d.peak == pytest.approx(peak, abs=0.005)
     assert d.hwhm == pytest.approx(hwhm, abs=0.0015)
     # the table integrated over a finite window: heavy tails read up to 0.1 low
@@ -295,7 +295,7 @@ def test_description_matches_the_anchor_table(cls, peak, hwhm, area):
 ])
 def test_not_convertible_says_why(make, keyword):
     with pytest.raises(sg.NotConvertibleError) as e:
-        sg.surrogates.from_native(make())
+        sg.from_native(make())
     assert keyword in e.value.reason
 
 
@@ -304,4 +304,4 @@ def test_subclass_defined_elsewhere_is_not_trusted():
         pass
 
     with pytest.raises(sg.NotConvertibleError, match="defined elsewhere"):
-        sg.surrogates.from_native(MyATan())
+        sg.from_native(MyATan())

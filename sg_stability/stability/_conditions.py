@@ -368,7 +368,7 @@ def condition_iv(surrogate: Surrogate | str, w_rec: Tensor | None, leak: Number,
     ``gamma >= sqrt((1 - leak term)/(weight term))`` when even the widest surrogate cannot reach the target).
     """
     sg = surrogate if isinstance(surrogate, Surrogate) else family_class(surrogate)()
-    if knob not in ("sharpness", "tail") or (knob == "tail" and "tail" not in type(sg)._param_names):
+    if knob not in ("sharpness", "tail") or (knob == "tail" and "tail" not in type(sg).param_names):
         raise ConfigError("Condition IV can solve for the sharpness, or for the tail of q_pseudospike",
                           got=(sg.family, knob), allowed='knob="sharpness" (every family) or knob="tail" '
                           "(q_pseudospike)", fix='use knob="sharpness", or surrogate="q_pseudospike"')

@@ -49,7 +49,7 @@ def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Numbe
               reset_jump: Number | None = None, threshold: Number = 1.0,
               bounds: tuple[float, float] | None = None) -> Verdict:
     """Choose the sharpness (or q_pseudospike's tail) so that the data-driven gain equals ``target``."""
-    if knob == "tail" and "tail" not in type(surrogate)._param_names:
+    if knob == "tail" and "tail" not in type(surrogate).param_names:
         raise ConfigError("only q_pseudospike has a tail to calibrate", got=surrogate.family,
                           allowed='knob="sharpness" for every family', fix='use knob="sharpness"')
     offset = 1.0 if knob == "tail" else 0.0

@@ -4,7 +4,7 @@ Families: ``rectangular``, ``triangular``, ``exponential``, ``gaussian``, ``sigm
 ``fast_sigmoid``, ``q_pseudospike``, ``atan`` (see :func:`families`; plugins may add more).
 """
 
-from ._base import STRICT, Heaviside, Surrogate, SurrogateDescription
+from ._base import Surrogate
 from ._families import (
     ATan,
     Exponential,
@@ -15,7 +15,7 @@ from ._families import (
     Sigmoid,
     Triangular,
 )
-from ._native import from_native, read_native
+from ._params import STRICT, Heaviside, SurrogateDescription
 from ._registry import families, family_class, get, register_family
 
 __all__ = [
@@ -33,8 +33,18 @@ __all__ = [
     "Triangular",
     "families",
     "family_class",
-    "from_native",
     "get",
-    "read_native",
     "register_family",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Deprecated homes of the native readers (0.1.0.dev0); reading framework objects belongs to the plugin layer.
+    if name in ("from_native", "read_native"):
+        import importlib
+        import warnings
+
+        warnings.warn(f"sg_stability.surrogates.{name} moved to sg_stability.{name}; the old name will be removed "
+                      "in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("sg_stability.plugins"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,54 +17,14 @@ surrogate methods); ``gradcheck`` on the smooth mode verifies all three gradient
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from .._errors import ConfigError, raw
 from ._cuda import CudaCodegen
-
-Param = float | Tensor
-
-
-class Heaviside(NamedTuple):
-    """The forward step convention of a framework.
-
-    ``inclusive``: fire at exactly zero (``v >= 0``, SpikingJelly) or not (``v > 0``, snnTorch, Norse).
-    ``float32``: always return float32 spikes (snnTorch's ``.float()``) instead of the input's dtype.
-    """
-
-    inclusive: bool = False
-    float32: bool = False
-
-    def __call__(self, x: Tensor) -> Tensor:
-        spikes = (x >= 0) if self.inclusive else (x > 0)
-        return spikes.to(torch.float32 if self.float32 else x.dtype)
-
-
-STRICT = Heaviside(inclusive=False, float32=False)
-
-
-@dataclass(frozen=True)
-class SurrogateDescription:
-    """Peak, half width at half maximum and area of sigma'(v) = gamma * f(beta * v), in units of v."""
-
-    family: str
-    peak: Param
-    hwhm: Param
-    area: Param
-    tail: float | None = None
-
-    def __str__(self) -> str:
-        def fmt(v: Param) -> str:
-            if isinstance(v, Tensor):
-                return f"tensor{tuple(v.shape)}" if v.numel() > 1 else f"{v.item():.4g}"
-            return f"{v:.4g}"
-
-        tail = f", tail={self.tail:.4g}" if self.tail is not None else ""
-        return f"{self.family}: peak={fmt(self.peak)}, hwhm={fmt(self.hwhm)}, area={fmt(self.area)}{tail}"
+from ._params import STRICT, Heaviside, Param, SurrogateDescription, check_broadcast, format_param, validated
 
 
 _HALF_TYPES = (torch.float16, torch.bfloat16)
@@ -145,7 +105,7 @@ class Surrogate(nn.Module):
     """
 
     family: ClassVar[str] = ""
-    _param_names: ClassVar[tuple[str, ...]] = ("dampening", "sharpness")
+    param_names: ClassVar[tuple[str, ...]] = ("dampening", "sharpness")
     _function: ClassVar[type[torch.autograd.Function]]
     # Families whose backward needs only a boolean mask of x may save that instead of x.
     _lean_save: ClassVar[Any] = None
@@ -172,19 +132,21 @@ class Surrogate(nn.Module):
                 fix='use e.g. sg.surrogates.get("fast_sigmoid") or subclass Surrogate with a family name',
             )
         self.heaviside = Heaviside(*heaviside)
+        #: the neuron site it is installed at (set by the adapter that installs it; named in errors)
+        self.site_path: str | None = None
         self.spiking = bool(spiking)
         self.dampening = dampening
         self.sharpness = sharpness
 
     # -- parameters -------------------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in type(self)._param_names:
+        if name in type(self).param_names:
             self._store_param(name, value)
         else:
             super().__setattr__(name, value)
 
     def _store_param(self, name: str, value: Any) -> None:
-        value = _validated(type(self), name, value)
+        value = validated(type(self).family or type(self).__name__, name, value)
         for registry in (self._parameters, self._buffers, self.__dict__):
             registry.pop(name, None)
         self._non_persistent_buffers_set.discard(name)
@@ -198,7 +160,7 @@ class Surrogate(nn.Module):
 
     def params(self) -> dict[str, Param]:
         """The canonical parameters by name (floats or the stored tensors themselves)."""
-        return {name: getattr(self, name) for name in type(self)._param_names}
+        return {name: getattr(self, name) for name in type(self).param_names}
 
     def replace(self, **changes: Any) -> Surrogate:
         """A new surrogate of the same family with some parameters or options changed.
@@ -211,7 +173,7 @@ class Surrogate(nn.Module):
         return type(self)(**kwargs)
 
     @property
-    def _tail_value(self) -> float:
+    def tail_value(self) -> float:
         return 0.0
 
     # -- the module -------------------------------------------------------------------------------------
@@ -219,9 +181,9 @@ class Surrogate(nn.Module):
         gamma, beta = self.dampening, self.sharpness
         for name, p in (("dampening", gamma), ("sharpness", beta)):
             if isinstance(p, Tensor) and p.dim() > 0 and p.numel() > 1:
-                _check_broadcast(self, name, p, x)
+                check_broadcast(self.family, self.site_path, name, p, x)
         return self._function.apply(
-            x, gamma, beta, self._tail_value, self.heaviside.inclusive, self.heaviside.float32, self.spiking
+            x, gamma, beta, self.tail_value, self.heaviside.inclusive, self.heaviside.float32, self.spiking
         )
 
     # -- CUDA source (SpikingJelly's CuPy backend) -----------------------------------------------------
@@ -242,15 +204,15 @@ class Surrogate(nn.Module):
     # -- pure functions of v (no autograd Function; for analysis and tests) ------------------------
     def derivative(self, v: Tensor) -> Tensor:
         """sigma'(v) = dampening * f(sharpness * v)."""
-        return type(self)._derivative(v, self.dampening, self.sharpness, self._tail_value)
+        return type(self)._derivative(v, self.dampening, self.sharpness, self.tail_value)
 
     def primitive(self, v: Tensor) -> Tensor:
         """sigma(v) = (dampening / sharpness) * Phi(sharpness * v), the smooth step whose slope is sigma'."""
-        return type(self)._primitive(v, self.dampening, self.sharpness, self._tail_value)
+        return type(self)._primitive(v, self.dampening, self.sharpness, self.tail_value)
 
     def unit_shape(self, u: Tensor) -> Tensor:
         """f(u), with f(0) = 1 and integral 1."""
-        return type(self)._unit(u, self._tail_value)
+        return type(self)._unit(u, self.tail_value)
 
     def moment(self, u: Tensor | float, m: int = 2) -> Tensor:
         """G_m(u) = integral from 0 to u of f(t)**m dt (odd in u), closed form (paper.md section 3.4)."""
@@ -262,24 +224,24 @@ class Surrogate(nn.Module):
                 fix="pass m=1 for the mean, m=2 for the mean square",
             )
         u_t = torch.as_tensor(u, dtype=torch.float64 if not isinstance(u, Tensor) else None)
-        return type(self)._moment(u_t, m, self._tail_value)
+        return type(self)._moment(u_t, m, self.tail_value)
 
     def squared_integral(self) -> float:
         """c_f = integral of f(u)**2 du (= 2 G_2(inf))."""
         return float(2.0 * self.moment(math.inf, 2))
 
     def describe(self) -> SurrogateDescription:
-        hwhm_unit = type(self)._hwhm_unit(self._tail_value)
+        hwhm_unit = type(self)._hwhm_unit(self.tail_value)
         return SurrogateDescription(
             family=self.family,
             peak=self.dampening,
             hwhm=hwhm_unit / self.sharpness,
             area=self.dampening / self.sharpness,
-            tail=self._tail_value if "tail" in type(self)._param_names else None,
+            tail=self.tail_value if "tail" in type(self).param_names else None,
         )
 
     def extra_repr(self) -> str:
-        parts = [f"{name}={_fmt_param(value)}" for name, value in self.params().items()]
+        parts = [f"{name}={format_param(value)}" for name, value in self.params().items()]
         if self.heaviside != STRICT:
             parts.append(f"heaviside={'v>=0' if self.heaviside.inclusive else 'v>0'}"
                          f"{',float32' if self.heaviside.float32 else ''}")
@@ -324,108 +286,6 @@ class Surrogate(nn.Module):
         raise NotImplementedError  # pragma: no cover - only families with _lean_save define it
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         """C statements (temporaries prefixed ``p``) and an expression for gamma * f(beta * x), in float."""
         raise NotImplementedError  # pragma: no cover
-
-
-def _fmt_param(value: Param) -> str:
-    if isinstance(value, nn.Parameter):
-        return f"Parameter{tuple(value.shape)}" if value.numel() > 1 else f"Parameter({value.item():.4g})"
-    if isinstance(value, Tensor):
-        return f"tensor{tuple(value.shape)}" if value.numel() > 1 else f"tensor({value.item():.4g})"
-    return f"{value:g}"
-
-
-_ALLOWED = {
-    "dampening": "a positive finite float, or a tensor (or nn.Parameter) of positive finite values "
-    "broadcastable to the neuron's state",
-    "sharpness": "a positive finite float, or a tensor (or nn.Parameter) of positive finite values "
-    "broadcastable to the neuron's state",
-    "tail": "a finite float q > 1 (q = 2 is fast_sigmoid; q -> inf approaches exponential)",
-}
-
-
-def _validated(cls: type[Surrogate], name: str, value: Any) -> Param:
-    family = cls.family or cls.__name__
-    symbol = {"dampening": "gamma", "sharpness": "beta", "tail": "q"}[name]
-    if name == "tail":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(
-                f"{family}: tail must be a Python number",
-                got=value,
-                allowed=_ALLOWED[name],
-                fix="pass tail=1.5 (a float); per-neuron tails are not supported",
-            )
-        q = float(value)
-        if not math.isfinite(q) or q <= 1.0:
-            raise ConfigError(
-                f"{family}: tail q must be finite and greater than 1 (the shape is not integrable for q <= 1)",
-                got=value,
-                allowed=_ALLOWED[name],
-                fix="use e.g. tail=1.56 (the paper's default) or tail=2.0",
-            )
-        return q
-    if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            raise ConfigError(
-                f"{family}: {name} ({symbol}) must be a floating-point tensor",
-                got=raw(f"tensor of dtype {value.dtype}"),
-                allowed=_ALLOWED[name],
-                fix=f"convert it, e.g. {name}=t.float()",
-            )
-        data = value.detach()
-        bad = ~torch.isfinite(data) | (data <= 0)
-        if bool(bad.any()):
-            first = data[bad].flatten()[0].item()
-            raise ConfigError(
-                f"{family}: every element of {name} ({symbol}) must be finite and > 0; "
-                f"{int(bad.sum())} of {data.numel()} are not",
-                got=raw(f"tensor{tuple(data.shape)} containing {first!r}"),
-                allowed=_ALLOWED[name],
-                fix=f"clamp it, e.g. {name}=t.clamp_min(1e-3)",
-            )
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            f"{family}: {name} ({symbol}) has the wrong type",
-            got=value,
-            allowed=_ALLOWED[name],
-            fix=f"pass {name}=0.5 or a torch tensor",
-        )
-    v = float(value)
-    if math.isnan(v):
-        raise ConfigError(
-            f"{family}: {name} ({symbol}) is NaN",
-            got=value,
-            allowed=_ALLOWED[name],
-            fix=f"check where {name} was computed; e.g. {name}=1.0",
-        )
-    if not math.isfinite(v) or v <= 0:
-        raise ConfigError(
-            f"{family}: {name} ({symbol}) must be finite and > 0",
-            got=value,
-            allowed=_ALLOWED[name],
-            fix=f"use a positive value, e.g. {name}=1.0"
-            + ("; dampening is the peak height of sigma'" if name == "dampening" else
-               "; sharpness is the inverse width of sigma'"),
-        )
-    return v
-
-
-def _check_broadcast(surrogate: Surrogate, name: str, p: Tensor, x: Tensor) -> None:
-    try:
-        ok = torch.broadcast_shapes(p.shape, x.shape) == x.shape
-    except RuntimeError:
-        ok = False
-    if not ok:
-        where = getattr(surrogate, "_site_path", None)
-        at = f" at neuron site {where!r}" if where else ""
-        raise ConfigError(
-            f"{surrogate.family}: per-neuron {name} of shape {tuple(p.shape)} does not broadcast to the "
-            f"neuron state of shape {tuple(x.shape)}{at}",
-            got=raw(f"{name} shape {tuple(p.shape)}"),
-            allowed=f"a shape that broadcasts to {tuple(x.shape)} without changing it, e.g. "
-            f"{tuple(x.shape[-1:])} for one value per neuron of the last dimension",
-            fix=f"build {name} with one entry per neuron (for conv layers, shape (C, 1, 1))",
-        )

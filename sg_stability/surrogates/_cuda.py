@@ -1,6 +1,6 @@
 """CUDA C source for the canonical surrogates (SpikingJelly's CuPy kernels paste it into their loops).
 
-Each family provides ``_cuda_float(x, prefix, gamma, beta, tail) -> (statements, expression)`` for one
+Each family provides ``cuda_float(x, prefix, gamma, beta, tail) -> (statements, expression)`` for one
 ``float`` value. ``half2`` code widens both lanes to float, evaluates the same expression and packs the
 result back, the same float32 computation the torch backward does for half types.
 
@@ -42,8 +42,8 @@ class CudaCodegen:
     def __init__(self, surrogate: Surrogate, legacy: bool) -> None:
         self._family = type(surrogate)
         self._params = _scalar_params(surrogate)
-        self._tail = surrogate._tail_value
-        self._site = getattr(surrogate, "_site_path", None)
+        self._tail = surrogate.tail_value
+        self._site = getattr(surrogate, "site_path", None)
         self._legacy = legacy
 
     def _key(self) -> tuple[object, ...]:
@@ -79,11 +79,11 @@ class CudaCodegen:
             )
         gamma, beta = self._params[0], self._params[1]
         if dtype == "float":
-            pre, expr = self._family._cuda_float(x, "sgstab_", gamma, beta, self._tail)
+            pre, expr = self._family.cuda_float(x, "sgstab_", gamma, beta, self._tail)
             return f"{pre}{y} = {expr};"
         if dtype == "half2":
-            lo_pre, lo = self._family._cuda_float("sgstab_x2.x", "sgstab_lo_", gamma, beta, self._tail)
-            hi_pre, hi = self._family._cuda_float("sgstab_x2.y", "sgstab_hi_", gamma, beta, self._tail)
+            lo_pre, lo = self._family.cuda_float("sgstab_x2.x", "sgstab_lo_", gamma, beta, self._tail)
+            hi_pre, hi = self._family.cuda_float("sgstab_x2.y", "sgstab_hi_", gamma, beta, self._tail)
             return (f"const float2 sgstab_x2 = __half22float2({x});{lo_pre}{hi_pre}"
                     f"{y} = __floats2half2_rn({lo}, {hi});")
         raise ConfigError(

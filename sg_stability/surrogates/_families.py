@@ -13,7 +13,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ._base import STRICT, Heaviside, Param, Surrogate
+from ._base import Surrogate
+from ._params import STRICT, Heaviside, Param
 from ._cuda import literal
 
 _PI = math.pi
@@ -54,7 +55,7 @@ class Rectangular(Surrogate):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         return "", f"(fabsf({x}) < {literal(0.5 / beta)} ? {literal(gamma)} : 0.0f)"
 
 
@@ -82,7 +83,7 @@ class Triangular(Surrogate):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         return "", f"{literal(gamma)} * fmaxf(1.0f - {literal(beta)} * fabsf({x}), 0.0f)"
 
 
@@ -109,7 +110,7 @@ class Exponential(Surrogate):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         return "", f"{literal(gamma)} * expf({literal(-2.0 * beta)} * fabsf({x}))"
 
 
@@ -136,7 +137,7 @@ class Gaussian(Surrogate):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         return (f"const float {p}u = {literal(beta)} * ({x});",
                 f"{literal(gamma)} * expf({literal(-_PI)} * {p}u * {p}u)")
 
@@ -170,7 +171,7 @@ class Sigmoid(Surrogate):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         return (f"const float {p}e = expf({literal(-4.0 * beta)} * fabsf({x}));",
                 f"{literal(4.0 * gamma)} * {p}e / ((1.0f + {p}e) * (1.0f + {p}e))")
 
@@ -183,7 +184,7 @@ class QPseudoSpike(Surrogate):
     """
 
     family = "q_pseudospike"
-    _param_names: ClassVar[tuple[str, ...]] = ("dampening", "sharpness", "tail")
+    param_names: ClassVar[tuple[str, ...]] = ("dampening", "sharpness", "tail")
 
     def __init__(
         self,
@@ -194,12 +195,12 @@ class QPseudoSpike(Surrogate):
         heaviside: Heaviside = STRICT,
         spiking: bool = True,
     ) -> None:
-        self.__dict__["tail"] = 1.56  # placeholder so _tail_value works during base __init__
+        self.__dict__["tail"] = 1.56  # placeholder so tail_value works during base __init__
         super().__init__(dampening, sharpness, heaviside=heaviside, spiking=spiking)
         self.tail = tail
 
     @property
-    def _tail_value(self) -> float:
+    def tail_value(self) -> float:
         return self.__dict__["tail"]
 
     @staticmethod
@@ -226,7 +227,7 @@ class QPseudoSpike(Surrogate):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         q = tail
         return "", f"{literal(gamma)} * expf({literal(-q)} * log1pf({literal(2.0 * beta / (q - 1.0))} * fabsf({x})))"
 
@@ -238,7 +239,7 @@ class FastSigmoid(QPseudoSpike):
     """
 
     family = "fast_sigmoid"
-    _param_names = ("dampening", "sharpness")
+    param_names = ("dampening", "sharpness")
 
     def __init__(
         self,
@@ -251,7 +252,7 @@ class FastSigmoid(QPseudoSpike):
         Surrogate.__init__(self, dampening, sharpness, heaviside=heaviside, spiking=spiking)
 
     @property
-    def _tail_value(self) -> float:
+    def tail_value(self) -> float:
         return 2.0
 
     @staticmethod
@@ -268,7 +269,7 @@ class FastSigmoid(QPseudoSpike):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         return (f"const float {p}r = 1.0f / (1.0f + {literal(2.0 * beta)} * fabsf({x}));",
                 f"{literal(gamma)} * {p}r * {p}r")
 
@@ -311,7 +312,7 @@ class ATan(Surrogate):
 
 
     @staticmethod
-    def _cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
+    def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         return (f"const float {p}u = {literal(_PI * beta)} * ({x});",
                 f"{literal(gamma)} / (1.0f + {p}u * {p}u)")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import ConfigError, UnknownSurrogateError, did_you_mean
@@ -51,10 +51,20 @@ def forget_plugin_families() -> None:
     _PLUGIN_NAMES.clear()
 
 
-def _load_plugins() -> None:
-    from .. import plugins
+_discovery: list[Callable[[], object]] = []
 
-    plugins.manager()
+
+def set_discovery(load: Callable[[], object]) -> None:
+    """Called by the plugin layer: ``load()`` registers the plugins' families (once; later calls are cheap).
+
+    The registry itself knows nothing of plugins; before a lookup it asks the discovery function, if one was
+    set, so that a plugin's family can be named before any model was patched."""
+    _discovery[:] = [load]
+
+
+def _load_plugins() -> None:
+    for load in _discovery:
+        load()
 
 
 def families() -> tuple[str, ...]:
@@ -105,15 +115,15 @@ def get(spec: str | Surrogate, **params: Any) -> Surrogate:
             got=spec,
             allowed=f"a string in {sorted(_FAMILIES)} or an sg_stability.surrogates.Surrogate",
             fix='pass surrogate="fast_sigmoid" or surrogate=sg.surrogates.FastSigmoid(0.3, 2.0); '
-            "for a framework's own surrogate use sg.surrogates.from_native(obj)",
+            "for a framework's own surrogate use sg.from_native(obj)",
         )
     cls = family_class(spec)
-    unknown = sorted(set(params) - set(cls._param_names) - {"spiking", "heaviside"})
+    unknown = sorted(set(params) - set(cls.param_names) - {"spiking", "heaviside"})
     if unknown:
         raise ConfigError(
             f"surrogate family {cls.family!r} has no parameter {', '.join(map(repr, unknown))}",
             got={k: params[k] for k in unknown},
-            allowed=", ".join(cls._param_names),
+            allowed=", ".join(cls.param_names),
             fix="dampening is the peak (gamma), sharpness the inverse width (beta); "
             "only q_pseudospike has a tail (q)",
         )
