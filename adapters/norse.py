@@ -35,12 +35,14 @@ from sg_stability.adapter_api import (
     AdapterInfo,
     CallPattern,
     Dynamics,
+    Installed,
     NativeReading,
     NeuronDriver,
     NeuronSite,
     PatchOptions,
     Problem,
     Transaction,
+    framework_class,
     hookimpl,
 )
 from sg_stability.surrogates import FastSigmoid, Gaussian, Sigmoid, Surrogate, Triangular
@@ -190,14 +192,13 @@ def _replaced(p: Any, path: tuple[str, ...], **changes: Any) -> Any:
 
 
 class NorseDriver(NeuronDriver):
+    adapter = NAME
     heaviside = STRICT  # gt(x, 0).to(x.dtype)
     slots = ("p",)
 
     def __init__(self, module: nn.Module, record: tuple[str, ...]) -> None:
         super().__init__(module)
         self.record = record
-        if record:  # refractory cells also threshold the refractory counter, after the spike
-            self.call_pattern = CallPattern(calls_per_step=2, spike_call=0)
         act = getattr(module, "activation", None)
         if isinstance(act, types.FunctionType) and _reaches_threshold(act):
             self.entry = "activation"
@@ -213,8 +214,10 @@ class NorseDriver(NeuronDriver):
         record = self._record()
         return {"p": record.alpha if record.method == MARKER else record}
 
-    def sequence_call(self) -> bool:
-        return not type(self.module).__name__.endswith("Cell")
+    def call_pattern(self) -> CallPattern:
+        # refractory cells also threshold the refractory counter, after the spike; layers loop over time inside
+        return CallPattern(calls_per_step=2 if self.record else 1, spike_call=0,
+                           time_first=not type(self.module).__name__.endswith("Cell"))
 
     def threshold(self) -> float | Tensor | None:
         v_th = getattr(self._record(), "v_th", None)
@@ -253,20 +256,18 @@ class NorseDriver(NeuronDriver):
         return out
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
-        kind = f"norse.{type(self.module).__name__}"
         method = self._record().method
         if method == "adjoint":
-            return [Problem(path, "method='adjoint' computes exact adjoint gradients, not a surrogate "
-                            "(and its forward raises ValueError in Norse 1.1.0)",
-                            "build the module with a surrogate method (e.g. method='super'), or leave it out with "
-                            "targets=", kind)]
+            return [self.problem(path, "method='adjoint' computes exact adjoint gradients, not a surrogate "
+                                 "(and its forward raises ValueError in Norse 1.1.0)",
+                                 "build the module with a surrogate method (e.g. method='super'), or leave it out "
+                                 "with targets=")]
         if not self.entry:
-            return [Problem(path, f"{type(self.module).__name__} does not reach Norse's threshold function "
-                            "through its step function or forward",
-                            "leave it out with targets=, or pass strict=False to skip it", kind)]
+            return [self.problem(path, f"{type(self.module).__name__} does not reach Norse's threshold function "
+                                 "through its step function or forward")]
         return []
 
-    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> dict[str, object]:
+    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> Installed:
         m = self.module
         new = self.bind(surrogate, path, "p")
         tx.set(m, "sg_surrogate", new)  # a child module: .to() moves its tensors, optimizers see its Parameters
@@ -278,7 +279,7 @@ class NorseDriver(NeuronDriver):
                 tx.set(m, "activation_sparse", clone(sparse))
         else:
             tx.set(m, "forward", types.MethodType(clone(cast(types.FunctionType, type(m).forward)), m))
-        return {"p": new}
+        return Installed({"p": new})
 
 
 @hookimpl
@@ -294,13 +295,12 @@ def sg_adapter_info() -> AdapterInfo:
 
 @hookimpl(trylast=True)
 def sg_find_neuron(module: nn.Module, path: str) -> NeuronSite | None:
-    if not any(c.__module__.startswith("norse.") for c in type(module).__mro__):
+    if framework_class(module, "norse") is None:
         return None
     record = _record_path(getattr(module, "p", None))
     if record is None:
         return None
-    return NeuronSite(path=path, module=module, adapter=NAME, kind=f"norse.{type(module).__name__}",
-                      driver=NorseDriver(module, record))
+    return NorseDriver(module, record).site(path)
 
 
 # -- reading Norse's methods -------------------------------------------------------------------------------
@@ -337,7 +337,7 @@ def read_method(method: str, alpha: float) -> tuple[Surrogate | None, str]:
 
 @hookimpl(trylast=True)
 def sg_read_native(obj: Any) -> NativeReading | None:
-    if isinstance(obj, nn.Module) and any(c.__module__.startswith("norse.") for c in type(obj).__mro__):
+    if isinstance(obj, nn.Module) and framework_class(obj, "norse") is not None:
         obj = getattr(obj, "p", None)
     path = _record_path(obj)
     if path is None or not type(obj).__module__.startswith("norse."):

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from sg_stability.adapter_api import (
+    SKIP_FIX,
     AdapterInfo,
     CallPattern,
     Dynamics,
@@ -26,6 +27,7 @@ from sg_stability.adapter_api import (
     PatchOptions,
     Problem,
     Transaction,
+    framework_class,
     hookimpl,
 )
 from sg_stability.surrogates import ATan, FastSigmoid, Sigmoid, Surrogate
@@ -37,30 +39,25 @@ _ONE_CALL_MULTI_STEP = {"LeakyParallel", "StateLeaky", "LinearLeaky", "Associati
 _ONE_CALL_PER_STEP = {"DeltaLeaky"}
 
 
-def _snntorch_class(module: nn.Module) -> str | None:
-    """Name of the first snnTorch class in the module's MRO (user subclasses included)."""
-    for cls in type(module).__mro__:
-        if cls.__module__.split(".")[0] == "snntorch":
-            return cls.__name__
-    return None
-
-
 # neurons whose membrane follows v' = beta v + input (+ recurrent) - reset
 _DESCRIBED = frozenset({"Leaky", "RLeaky", "Synaptic", "RSynaptic"})
 
 
 class SnnTorchDriver(NeuronDriver):
+    adapter = NAME
     heaviside = Heaviside(inclusive=False, float32=True)
     slots = ("spike_grad",)
 
     def __init__(self, module: nn.Module, snn_class: str) -> None:
         super().__init__(module)
-        if snn_class in _ONE_CALL_MULTI_STEP:
-            self.call_pattern = CallPattern(calls_per_step=1, spike_call=0, whole_sequence=True)
-        elif snn_class in _ONE_CALL_PER_STEP:
-            self.call_pattern = CallPattern(calls_per_step=1, spike_call=0)
-        else:  # mem_reset(previous mem), detached, then fire(new mem)
-            self.call_pattern = CallPattern(calls_per_step=2, spike_call=1)
+        self.snn_class = snn_class
+
+    def call_pattern(self) -> CallPattern:
+        if self.snn_class in _ONE_CALL_MULTI_STEP:
+            return CallPattern(whole_sequence=True)
+        if self.snn_class in _ONE_CALL_PER_STEP:
+            return CallPattern()
+        return CallPattern(calls_per_step=2, spike_call=1)  # mem_reset(previous mem), detached, then fire(new mem)
 
     def neuron_shape(self) -> tuple[int, ...] | None:
         m = self.module
@@ -102,14 +99,9 @@ class SnnTorchDriver(NeuronDriver):
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         if getattr(self.module, "surrogate_disable", False):
-            return [Problem(
-                path,
-                "built with surrogate_disable=True (snnTorch's no-gradient mode for ONNX export); "
-                "patching would silently give it a gradient",
-                "rebuild it with surrogate_disable=False, leave it out with targets=, or pass strict=False "
-                "to skip it",
-                f"snntorch.{type(self.module).__name__}",
-            )]
+            return [self.problem(path, "built with surrogate_disable=True (snnTorch's no-gradient mode for ONNX "
+                                 "export); patching would silently give it a gradient",
+                                 f"rebuild it with surrogate_disable=False, or {SKIP_FIX}")]
         return []
 
 
@@ -125,11 +117,10 @@ def sg_adapter_info() -> AdapterInfo:
 
 @hookimpl(trylast=True)
 def sg_find_neuron(module: nn.Module, path: str) -> NeuronSite | None:
-    snn_class = _snntorch_class(module)
+    snn_class = framework_class(module, "snntorch")
     if snn_class is None or not hasattr(module, "spike_grad"):
         return None
-    kind = f"snntorch.{type(module).__name__}"
-    return NeuronSite(path=path, module=module, adapter=NAME, kind=kind, driver=SnnTorchDriver(module, snn_class))
+    return SnnTorchDriver(module, snn_class).site(path)
 
 
 # -- reading snnTorch's own surrogates ---------------------------------------------------------------

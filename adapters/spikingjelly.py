@@ -24,12 +24,14 @@ from sg_stability.adapter_api import (
     CallPattern,
     Dynamics,
     Heaviside,
+    Installed,
     NativeReading,
     NeuronDriver,
     NeuronSite,
     PatchOptions,
     Problem,
     Transaction,
+    framework_class,
     hookimpl,
 )
 from sg_stability.surrogates import (
@@ -101,13 +103,6 @@ NOT_CONVERTIBLE = {
 }
 
 
-def _sj_class(module: object) -> str | None:
-    for cls in type(module).__mro__:
-        if cls.__module__.split(".")[0] == "spikingjelly":
-            return cls.__name__
-    return None
-
-
 def _fused_ids() -> dict[str, int] | None:
     """SpikingJelly 2.0's fusable surrogate classes, or None where there are no fused ops."""
     ops = sys.modules.get("spikingjelly._ops.surrogate")
@@ -127,17 +122,24 @@ def builtin_for(surrogate: Surrogate) -> tuple[str, float] | None:
 
 
 class SpikingJellyDriver(NeuronDriver):
+    adapter = NAME
     heaviside = Heaviside(inclusive=True, float32=False)
 
     def __init__(self, module: nn.Module, sj_class: str, slots: tuple[str, ...]) -> None:
         super().__init__(module)
         self.sj_class = sj_class
         self.slots = slots
-        self.note: str | None = None
-        if sj_class in TWO_CALLS:
-            self.call_pattern = CallPattern(calls_per_step=2, spike_call=0)
-        elif sj_class in WHOLE_SEQUENCE:
-            self.call_pattern = CallPattern(whole_sequence=True)
+
+    def call_pattern(self) -> CallPattern:
+        multi_step = getattr(self.module, "step_mode", "s") == "m"
+        if self.sj_class in TWO_CALLS:
+            return CallPattern(calls_per_step=2, spike_call=0, time_first=multi_step)
+        return CallPattern(whole_sequence=self.sj_class in WHOLE_SEQUENCE, time_first=multi_step)
+
+    def reset_state(self) -> None:
+        reset = getattr(self.module, "reset", None)
+        if callable(reset):  # MemoryModule.reset(): state kept between calls
+            reset()
 
     @property
     def backend(self) -> str:
@@ -155,9 +157,6 @@ class SpikingJellyDriver(NeuronDriver):
         if form is None or module is None or (fused is not None and form[0] not in fused):
             return None
         return getattr(module, form[0]), form[1]
-
-    def sequence_call(self) -> bool:
-        return getattr(self.module, "step_mode", "s") == "m" or self.call_pattern.whole_sequence
 
     def threshold(self) -> float | Tensor | None:
         t = getattr(self.module, "v_threshold", None)
@@ -191,41 +190,38 @@ class SpikingJellyDriver(NeuronDriver):
                         reset_jump=leak * (threshold - float(v_reset)), input_gain=gain, note=note)
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
-        kind = f"spikingjelly.{type(self.module).__name__}"
         if not self.slots:
-            return [Problem(path, f"{self.sj_class} {NO_SURROGATE[self.sj_class]}: there is no surrogate to replace",
-                            "leave it out with targets=, or pass strict=False to skip it", kind)]
+            return [self.problem(path, f"{self.sj_class} {NO_SURROGATE[self.sj_class]}: there is no surrogate to "
+                                 "replace")]
         for slot, old in self.current().items():
             reason = NOT_A_STEP.get(type(old).__name__) if type(old).__module__ == SURROGATE_MODULE else None
             if reason:
-                return [Problem(path, f"its {slot} {type(old).__name__} {reason}; a surrogate gradient for binary "
-                                "spikes would change the neuron's forward",
-                                "leave it out with targets=, or pass strict=False to skip it", kind)]
+                return [self.problem(path, f"its {slot} {type(old).__name__} {reason}; a surrogate gradient for "
+                                     "binary spikes would change the neuron's forward")]
         builtin = self._builtin_class(surrogate, options)
         tensors = [n for n, v in surrogate.params().items() if isinstance(v, Tensor)]
         backend = self.backend
         if backend == "cupy" and tensors:
-            return [Problem(path, f"backend='cupy' bakes the surrogate into CUDA source, so per-neuron or "
-                            f"learnable {', '.join(tensors)} cannot be used",
-                            "pass scalar dampening/sharpness, or switch this neuron to backend='torch'", kind)]
+            return [self.problem(path, f"backend='cupy' bakes the surrogate into CUDA source, so per-neuron or "
+                                 f"learnable {', '.join(tensors)} cannot be used",
+                                 "pass scalar dampening/sharpness, or switch this neuron to backend='torch'")]
         if backend == "triton" and builtin is None:
-            return [Problem(path, f"backend='triton' runs only SpikingJelly's 7 built-in surrogates; "
-                            f"{surrogate!r} is not one of them",
-                            "use an exact built-in form (atan/sigmoid/triangular/exponential/gaussian/fast_sigmoid "
-                            "with dampening == sharpness, or fast_sigmoid with sharpness 0.5), or backend='torch'",
-                            kind)]
+            return [self.problem(path, f"backend='triton' runs only SpikingJelly's 7 built-in surrogates; "
+                                 f"{surrogate!r} is not one of them",
+                                 "use an exact built-in form (atan/sigmoid/triangular/exponential/gaussian/"
+                                 "fast_sigmoid with dampening == sharpness, or fast_sigmoid with sharpness 0.5), or "
+                                 "backend='torch'")]
         if backend not in TORCH_BACKENDS | {"cupy", "triton"}:
-            return [Problem(path, f"unknown SpikingJelly backend {backend!r}",
-                            "use backend='torch' (or 'cupy') for this neuron", kind)]
+            return [self.problem(path, f"unknown SpikingJelly backend {backend!r}",
+                                 "use backend='torch' (or 'cupy') for this neuron")]
         if getattr(self.module, "_neuron_precision", None) is not None and builtin is None:
-            return [Problem(path, "explicit neuron precision (SpikingJelly 2.0) requires one of SpikingJelly's "
-                            "built-in "
-                            f"surrogates; {surrogate!r} is not one",
-                            "use an exact built-in form (e.g. atan with dampening == sharpness) or remove the "
-                            "neuron precision setting", kind)]
+            return [self.problem(path, "explicit neuron precision (SpikingJelly 2.0) requires one of SpikingJelly's "
+                                 f"built-in surrogates; {surrogate!r} is not one",
+                                 "use an exact built-in form (e.g. atan with dampening == sharpness) or remove the "
+                                 "neuron precision setting")]
         return []
 
-    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> dict[str, object]:
+    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> Installed:
         builtin = self._builtin_class(surrogate, options)
         installed: dict[str, object] = {}
         for slot, old in self.current().items():
@@ -237,13 +233,13 @@ class SpikingJellyDriver(NeuronDriver):
                 new.spiking = spiking
             tx.set(self.module, slot, new)
             installed[slot] = new
+        note = ""
         if builtin:
-            self.note = ("kept SpikingJelly's fused kernels: installed "
-                         f"surrogate.{builtin[0].__name__}(alpha={builtin[1]:g})")
+            note = f"kept SpikingJelly's fused kernels: installed surrogate.{builtin[0].__name__}(alpha={builtin[1]:g})"
         elif _fused_ids() is not None:
-            self.note = (f"{surrogate.family} with these parameters is not a SpikingJelly built-in, so this neuron "
-                         "runs SpikingJelly's reference (non-fused) path")
-        return installed
+            note = (f"{surrogate.family} with these parameters is not a SpikingJelly built-in, so this neuron runs "
+                    "SpikingJelly's reference (non-fused) path")
+        return Installed(installed, note)
 
 
 @hookimpl
@@ -258,15 +254,13 @@ def sg_adapter_info() -> AdapterInfo:
 
 @hookimpl(trylast=True)
 def sg_find_neuron(module: nn.Module, path: str) -> NeuronSite | None:
-    sj_class = _sj_class(module)
+    sj_class = framework_class(module, "spikingjelly")
     if sj_class is None:
         return None
     slots = tuple(s for s in SLOTS if isinstance(getattr(module, s, None), nn.Module))
     if not slots and sj_class not in NO_SURROGATE:
         return None
-    kind = f"spikingjelly.{type(module).__name__}"
-    return NeuronSite(path=path, module=module, adapter=NAME, kind=kind,
-                      driver=SpikingJellyDriver(module, sj_class, slots))
+    return SpikingJellyDriver(module, sj_class, slots).site(path)
 
 
 def _gradient_at_zero(obj: Any) -> float:

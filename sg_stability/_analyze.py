@@ -31,9 +31,9 @@ from ._api import install, neuron_sites
 from ._errors import ConfigError, raw
 from ._transaction import Transaction
 from .adapter_api import Dynamics, NeuronSite, PatchOptions
+from .plugins import read_native
 from .stability import _conditions as cond
 from .stability import _gains as gains
-from .plugins import read_native
 from .surrogates import Surrogate, get
 
 Run = Callable[[nn.Module, Any], Any]
@@ -271,7 +271,7 @@ def _wire(events: list[tuple[str, Any, Any]]) -> None:
 def _analysis_surrogate(site: NeuronSite, requested: Surrogate | None) -> tuple[Surrogate, str]:
     if requested is not None:
         return requested, "requested"
-    current = next(iter(site.driver.current().values()), None)
+    current = site.driver.observed()
     if isinstance(current, Surrogate):
         return current, "installed"
     reading = read_native(current)
@@ -281,21 +281,13 @@ def _analysis_surrogate(site: NeuronSite, requested: Surrogate | None) -> tuple[
     return get("fast_sigmoid"), f"fast_sigmoid(1, 1) assumed: {reading.reason}"
 
 
-def _reset_states(sites: list[NeuronSite]) -> None:
-    """Reset stateful neurons that keep their state between calls (SpikingJelly's ``reset()``)."""
-    for site in sites:
-        fn = getattr(site.module, "reset", None)
-        if callable(fn) and hasattr(site.module, "v"):
-            fn()
-
-
 def _weight_of(module: nn.Module) -> Tensor | None:
     w = getattr(module, "weight", None)
     return w if isinstance(w, Tensor) and w.dim() >= 2 else None
 
 
 def _spike_steps(record: _Record) -> list[STEP_REF]:
-    pattern = record.site.driver.call_pattern
+    pattern = record.site.driver.call_pattern()
     calls = record.calls[pattern.spike_call::pattern.calls_per_step] if pattern.calls_per_step > 1 else record.calls
     if pattern.whole_sequence:
         return [(c, t) for c in calls for t in range(c.shape[0])]
@@ -467,7 +459,7 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
         # recording surrogates where the slot does not hold one of ours (framework surrogates, or SpikingJelly's
         # fused classes a live patch installed), through a transaction of our own that is rolled back on exit
         unpatched = [(r.site, r.surrogate) for r in records.values()
-                     if not isinstance(next(iter(r.site.driver.current().values()), None), Surrogate)]
+                     if not isinstance(r.site.driver.observed(), Surrogate)]
         swap, *_ = install(unpatched, PatchOptions(builtin=False), strict=True)
         internal = {id(m) for s in sites for m in s.module.modules()}
         owner: dict[int, _Record] = {}
@@ -477,11 +469,12 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
         for rec in records.values():
             hooks.append(rec.site.module.register_forward_pre_hook(_input_recorder(rec, events)))
             hooks.append(rec.site.module.register_forward_hook(_output_recorder(rec, owner)))
-            for slot_obj in list(rec.site.driver.current().values())[:1]:
-                if isinstance(slot_obj, Surrogate):
-                    hooks.append(slot_obj.register_forward_hook(
-                        lambda mod, args, out, rec=rec: rec.calls.append(args[0])))
-        _reset_states(sites)
+            observed = rec.site.driver.observed()
+            if isinstance(observed, Surrogate):
+                hooks.append(observed.register_forward_hook(
+                    lambda mod, args, out, rec=rec: rec.calls.append(args[0])))
+        for site in sites:
+            site.driver.reset_state()
         try:
             # a leaf sample with a gradient lets the measurement reach neurons that hold their input weights
             fed = sample.detach().requires_grad_(grad) if isinstance(sample, Tensor) and sample.is_floating_point() \

@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -30,12 +30,13 @@ from ._errors import (
 )
 from ._handle import PatchHandle, SlotRecord, _display, installed_by_live_handle, live_handles
 from ._transaction import Transaction
-from .adapter_api import AdapterInfo, NeuronSite, PatchOptions
-from .surrogates import Surrogate
+from .adapter_api import AdapterInfo, Installed, NeuronSite, PatchOptions
 from .plugins import read_native
+from .surrogates import Surrogate
 from .surrogates._registry import get
 
-Targets = str | Sequence[str] | Callable[[str, nn.Module], bool] | Mapping[str, "str | Surrogate"] | None
+Targets = (str | Sequence[str] | Sequence[NeuronSite] | Callable[[str, nn.Module], bool]
+           | Mapping[str, "str | Surrogate"] | None)
 
 
 def _require_module(model: Any, func: str) -> nn.Module:
@@ -119,6 +120,9 @@ def _select(
     if callable(targets) and not isinstance(targets, Mapping):
         assert default is not None
         return [(s, default) for s in sites if targets(s.path, s.module)]
+    if isinstance(targets, Sequence) and targets and all(isinstance(t, NeuronSite) for t in targets):
+        assert default is not None
+        return [(s, default) for s in _given_sites(sites, cast(Sequence[NeuronSite], targets))]
     if isinstance(targets, Mapping):
         patterns = _as_patterns(list(targets))
         chosen: dict[str, Surrogate | None] = {p: get(v) for p, v in targets.items()}
@@ -156,6 +160,21 @@ def _select(
     return selected
 
 
+def _given_sites(sites: list[NeuronSite], given: Sequence[NeuronSite]) -> list[NeuronSite]:
+    """The model's sites for sites found earlier (by ``find_neurons``): no glob, so no escaping of paths."""
+    by_module = {id(s.module): s for s in sites}
+    missing = [g for g in given if id(g.module) not in by_module]
+    if missing:
+        raise NoNeuronsFoundError(
+            f"{len(missing)} of the given neuron sites are not in this model",
+            got=raw(", ".join(_display(g.path) for g in missing)),
+            allowed="sites returned by sg.find_neurons(model) for this same model",
+            fix="call sg.find_neurons(model) on the model being patched and pass (some of) its sites",
+        )
+    wanted = {id(g.module) for g in given}
+    return [s for s in sites if id(s.module) in wanted]
+
+
 def _shape_problems(site: NeuronSite, surrogate: Surrogate) -> list[Problem]:
     shape = site.driver.neuron_shape()
     if shape is None:
@@ -191,7 +210,8 @@ def patch(
     ``sharpness`` and, for ``q_pseudospike``, ``tail``) or a :class:`~sg_stability.surrogates.Surrogate`.
     ``targets`` restricts the sites: a glob on module paths, a list of globs, a callable
     ``(path, module) -> bool``, or a mapping ``{glob: surrogate}`` that gives different surrogates to
-    different sites (first matching glob wins; ``params`` then apply to names in the mapping).
+    different sites (first matching glob wins; ``params`` then apply to names in the mapping), or
+    sites returned by :func:`find_neurons` (no glob, so paths need no escaping).
 
     Every site is checked before anything changes; with ``strict=True`` (default) any problem raises
     :class:`PreflightError` and the model is untouched; with ``strict=False`` those sites are skipped
@@ -266,6 +286,9 @@ def install(selected: list[tuple[NeuronSite, Surrogate]], options: PatchOptions,
         before = {slot: read_native(obj) for slot, obj in site.driver.current().items()}
         try:
             installed = site.driver.install(surr, tx, site.path, options)
+            if not isinstance(installed, Installed):
+                raise TypeError(f"{type(site.driver).__name__}.install returned {type(installed).__name__}, "
+                                "not sg_stability.adapter_api.Installed")
         except Exception as exc:
             tx.rollback()
             raise AdapterError(
@@ -276,11 +299,10 @@ def install(selected: list[tuple[NeuronSite, Surrogate]], options: PatchOptions,
                 fix=f"report this to the {site.adapter} adapter's authors; "
                 "meanwhile leave the site out with targets=",
             ) from exc
-        for slot, obj in installed.items():
+        for slot, obj in installed.objects.items():
             records.append(SlotRecord(site, slot, before[slot], obj))
-        note = getattr(site.driver, "note", None)
-        if note:
-            notes.append(f"{_display(site.path)}: {note}")
+        if installed.note:
+            notes.append(f"{_display(site.path)}: {installed.note}")
     return tx, records, problems, notes
 
 

@@ -24,17 +24,20 @@ PROJECT = "sg_stability"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 __all__ = [
+    "SKIP_FIX",
     "STRICT",
     "AdapterInfo",
     "CallPattern",
     "Dynamics",
     "Heaviside",
+    "Installed",
     "NativeReading",
     "NeuronDriver",
     "NeuronSite",
     "PatchOptions",
     "Problem",
     "Transaction",
+    "framework_class",
     "hookimpl",
 ]
 
@@ -74,19 +77,48 @@ class AdapterInfo:
 
 
 class CallPattern(NamedTuple):
-    """How a framework calls the surrogate for one time step of a neuron.
+    """How a framework runs a neuron module and calls its surrogate -- the one place a driver declares it.
 
-    ``calls_per_step`` calls happen per step; the call with index ``spike_call`` is the one whose input
-    is the membrane minus threshold and whose output is the spike (snnTorch first calls ``spike_grad``
-    on the previous membrane for its detached reset; Norse's refractory cells call the threshold a
-    second time on the refractory counter). Observers of the surrogate (analyzers, diagnostics) count
-    only the spike call, so each step is counted once. ``whole_sequence`` is True when one call covers
-    a whole ``[T, B, ...]`` sequence.
+    ``calls_per_step`` surrogate calls happen per time step; the call with index ``spike_call`` is the one
+    whose input is the membrane minus threshold and whose output is the spike (snnTorch first calls
+    ``spike_grad`` on the previous membrane for its detached reset; Norse's refractory cells call the threshold
+    a second time on the refractory counter). Observers (analyzer, diagnostics) count only the spike call, so
+    each step is counted once. ``whole_sequence``: one surrogate call covers a whole ``[T, B, ...]`` sequence.
+    ``time_first``: one call of the *module* covers the sequence, so its input and spikes have time first
+    (implied by ``whole_sequence``; also true of e.g. SpikingJelly's multi-step mode, which calls the surrogate
+    once per step inside one module call).
     """
 
     calls_per_step: int = 1
     spike_call: int = 0
     whole_sequence: bool = False
+    time_first: bool = False
+
+    def leading_dims(self, spikes: Tensor) -> int:
+        """How many leading dimensions of a module's ``spikes`` are not neurons: time and batch, or batch."""
+        return 2 if (self.time_first or self.whole_sequence) and spikes.dim() >= 2 else 1
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What :meth:`NeuronDriver.install` put in each slot, and a note for the user (e.g. which kernel path
+    the framework will now run), shown in ``handle.summary()``."""
+
+    objects: dict[str, object]
+    note: str = ""
+
+
+#: the usual fix of a problem that only leaving the site out can solve
+SKIP_FIX = "leave it out with targets=, or pass strict=False to skip it"
+
+
+def framework_class(module: object, package: str) -> str | None:
+    """The name of the first class in ``type(module)``'s MRO defined in ``package`` (user subclasses of a
+    framework's neuron included), or None: how an adapter recognises its framework's modules."""
+    for cls in type(module).__mro__:
+        if cls.__module__.split(".")[0] == package:
+            return cls.__name__
+    return None
 
 
 @dataclass(frozen=True)
@@ -124,37 +156,69 @@ class Dynamics:
 
 class NeuronDriver:
     """Per-site behaviour. Subclass it in an adapter; the defaults cover the common case of a module
-    attribute (``slots``) that holds a callable surrogate."""
+    attribute (``slots``) that holds a callable surrogate, called once per step on the membrane minus the
+    threshold."""
 
+    #: the adapter's name; the site's kind is ``"<adapter>.<module class>"``
+    adapter: str = ""
     #: the framework's forward step convention; installed surrogates use it (spikes stay bit-identical)
     heaviside: Heaviside = STRICT
-    #: names of the module attributes that hold surrogates
+    #: names of the module attributes that hold surrogates; the first computes the spike
     slots: tuple[str, ...] = ()
-    call_pattern: CallPattern = CallPattern()
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
 
+    # -- identity ---------------------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return f"{self.adapter}.{type(self.module).__name__}"
+
+    def site(self, path: str) -> NeuronSite:
+        """The :class:`NeuronSite` an ``sg_find_neuron`` hook returns for this driver's module at ``path``."""
+        return NeuronSite(path=path, module=self.module, adapter=self.adapter, kind=self.kind, driver=self)
+
+    def problem(self, path: str, what: str, fix: str = SKIP_FIX) -> Problem:
+        """A preflight :class:`Problem` at this site."""
+        return Problem(path, what, fix, self.kind)
+
+    # -- the surrogate slots ------------------------------------------------------------------------------------
     def current(self) -> dict[str, object]:
         """The objects that currently sit in the surrogate slots."""
         return {slot: getattr(self.module, slot) for slot in self.slots}
 
-    def neuron_shape(self) -> tuple[int, ...] | None:
-        """The per-neuron shape of the state (trailing dimensions) when it is known statically."""
-        return None
+    def observed(self) -> object:
+        """The object in the slot that computes the spike (the first slot): what the analyzer and the
+        diagnostics read and record."""
+        return next(iter(self.current().values()), None)
+
+    def call_pattern(self) -> CallPattern:
+        """How the module is run and its surrogate called (may depend on the module's current mode)."""
+        return CallPattern()
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         """Everything that prevents installing ``surrogate`` here; must not mutate anything."""
         return []
 
-    def dynamics(self) -> Dynamics | None:
-        """The neuron's dynamics for the stability analyzer, or None when the model does not describe it."""
-        return None
+    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> Installed:
+        """Install one new surrogate module per slot (never shared, never mutating the old one)."""
+        installed: dict[str, object] = {}
+        for slot in self.slots:
+            new = self.bind(surrogate, path, slot)
+            tx.set(self.module, slot, new)
+            installed[slot] = new
+        return Installed(installed)
 
-    def sequence_call(self) -> bool:
-        """True when one call of the module covers a whole ``[T, batch, ...]`` sequence (its input and spike
-        output have time first); False when it is called once per step."""
-        return self.call_pattern.whole_sequence
+    def bind(self, surrogate: Surrogate, path: str, slot: str) -> Surrogate:
+        """A new instance of ``surrogate`` in this framework's forward convention, named after its site."""
+        new = surrogate.replace(heaviside=self.heaviside)
+        new.site_path = path if len(self.slots) <= 1 else f"{path}.{slot}"
+        return new
+
+    # -- state, output, shape ---------------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """Forget the state the module keeps between calls, before the analyzer runs a sample (SpikingJelly's
+        ``reset()``); the default does nothing (state passed explicitly, or reset by the model)."""
 
     def spikes(self, out: Any) -> Tensor | None:
         """The spike tensor in what the module's forward returned: the output itself, or the first element of a
@@ -165,10 +229,14 @@ class NeuronDriver:
             return out[0]
         return None
 
-    def leading_dims(self, spikes: Tensor) -> int:
-        """How many leading dimensions of ``spikes`` are not neurons: time and batch for a sequence call, else
-        batch."""
-        return 2 if self.sequence_call() and spikes.dim() >= 2 else 1
+    def neuron_shape(self) -> tuple[int, ...] | None:
+        """The per-neuron shape of the state (trailing dimensions) when it is known statically."""
+        return None
+
+    # -- what the stability analysis needs ----------------------------------------------------------------------
+    def dynamics(self) -> Dynamics | None:
+        """The neuron's dynamics for the stability analyzer, or None when the model does not describe it."""
+        return None
 
     def threshold(self) -> float | Tensor | None:
         """The firing threshold, or None when the adapter does not expose it."""
@@ -183,21 +251,6 @@ class NeuronDriver:
         like ``nn.Linear.weight`` (rows = receiving neurons). Weights in modules *before* the neuron are found by
         the analyzer from the execution order."""
         return {}
-
-    def install(self, surrogate: Surrogate, tx: Transaction, path: str, options: PatchOptions) -> dict[str, object]:
-        """Install one new surrogate module per slot (never shared, never mutating the old one)."""
-        installed: dict[str, object] = {}
-        for slot in self.slots:
-            new = self.bind(surrogate, path, slot)
-            tx.set(self.module, slot, new)
-            installed[slot] = new
-        return installed
-
-    def bind(self, surrogate: Surrogate, path: str, slot: str) -> Surrogate:
-        """A new instance of ``surrogate`` in this framework's forward convention, named after its site."""
-        new = surrogate.replace(heaviside=self.heaviside)
-        new.site_path = path if len(self.slots) <= 1 else f"{path}.{slot}"
-        return new
 
 
 @dataclass(frozen=True, eq=False)

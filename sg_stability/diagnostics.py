@@ -78,7 +78,7 @@ class Diagnostics:
         self.layers: dict[str, _Layer] = {}
         self._hooks: list[Any] = []
         for site in sites:
-            slot = next(iter(site.driver.current().values()), None)
+            slot = site.driver.observed()
             hwhm = None
             if isinstance(slot, Surrogate) and not isinstance(slot.sharpness, Tensor):
                 hwhm = float(slot.describe().hwhm)
@@ -96,7 +96,7 @@ class Diagnostics:
                 return
             call = layer.calls
             layer.calls += 1
-            pattern = layer.site.driver.call_pattern
+            pattern = layer.site.driver.call_pattern()
             if call % pattern.calls_per_step != pattern.spike_call % pattern.calls_per_step:
                 return  # e.g. snnTorch's detached reset call on the previous membrane
             if (call // pattern.calls_per_step) % self.active_every:
@@ -112,7 +112,7 @@ class Diagnostics:
             spikes = layer.site.driver.spikes(out)
             if spikes is None or spikes.dim() == 0:
                 return
-            lead = layer.site.driver.leading_dims(spikes)
+            lead = layer.site.driver.call_pattern().leading_dims(spikes)
             counts = spikes.detach().sum(tuple(range(lead)))
             layer.spikes = counts if layer.spikes is None else layer.spikes + counts
             layer.events += math.prod(spikes.shape[:lead])

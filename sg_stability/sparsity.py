@@ -69,7 +69,7 @@ class RateMonitor:
             spikes = driver.spikes(out)
             if spikes is None or spikes.dim() == 0:
                 return
-            lead = driver.leading_dims(spikes)
+            lead = driver.call_pattern().leading_dims(spikes)
             total = spikes.sum(tuple(range(lead)))
             previous = self._sums.get(path)
             self._sums[path] = total if previous is None else previous + total

@@ -89,7 +89,7 @@ def test_declared_call_pattern_matches_what_snntorch_does(name):
     out.sum().backward()
     probe.close()
     for site in h.sites:
-        pattern = site.driver.call_pattern
+        pattern = site.driver.call_pattern()
         forwards = 1 if pattern.whole_sequence else T
         assert probe.calls[site.path] == forwards * pattern.calls_per_step
         assert probe.checked[site.path] == forwards  # only the spike call carries gradient in snnTorch

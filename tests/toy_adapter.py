@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import sg_stability as sg
-from sg_stability.adapter_api import AdapterInfo, NativeReading, NeuronDriver, NeuronSite, Problem
+from sg_stability.adapter_api import AdapterInfo, NativeReading, NeuronDriver
 
 
 def toy_step(x: torch.Tensor) -> torch.Tensor:
@@ -29,13 +29,14 @@ class ToyNeuron(nn.Module):
 
 
 class ToyDriver(NeuronDriver):
+    adapter = "toy"
     slots = ("act",)
     fail_on: ClassVar[set[str]] = set()  # paths whose install raises (to test rollback)
     refuse: ClassVar[set[str]] = set()  # paths that report a preflight problem
 
     def problems(self, surrogate, path, options):
         if path in self.refuse:
-            return [Problem(path, "this toy site refuses", "leave it out", "toy.ToyNeuron")]
+            return [self.problem(path, "this toy site refuses", "leave it out")]
         return []
 
     def install(self, surrogate, tx, path, options):
@@ -54,7 +55,7 @@ class ToyAdapter:
     @sg.hookimpl
     def sg_find_neuron(self, module, path):
         if isinstance(module, ToyNeuron):
-            return NeuronSite(path, module, "toy", "toy.ToyNeuron", ToyDriver(module))
+            return ToyDriver(module).site(path)
         return None
 
     @sg.hookimpl

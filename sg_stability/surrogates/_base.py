@@ -26,7 +26,6 @@ from .._errors import ConfigError, raw
 from ._cuda import CudaCodegen
 from ._params import STRICT, Heaviside, Param, SurrogateDescription, check_broadcast, format_param, validated
 
-
 _HALF_TYPES = (torch.float16, torch.bfloat16)
 
 

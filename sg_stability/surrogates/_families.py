@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from ._base import Surrogate
-from ._params import STRICT, Heaviside, Param
 from ._cuda import literal
+from ._params import STRICT, Heaviside, Param
 
 _PI = math.pi
 
