@@ -9,10 +9,8 @@ See README.md for the framework support matrix and the method (Herranz-Celotti &
 "Stabilizing Spiking Neuron Training", arXiv 2202.00282).
 """
 
-from . import anneal, datasets, diagnostics, init, plugins, schedules, sparsity, stability, surrogates
-from ._analyze import LayerReport, StabilityReport
+from . import analysis, anneal, datasets, diagnostics, init, plugins, schedules, sparsity, stability, surrogates
 from ._api import find_neurons, is_patched, patch, unpatch
-from ._candidates import Candidate, analyze, candidates
 from ._errors import (
     AdapterError,
     AlreadyPatchedError,
@@ -34,6 +32,7 @@ from ._stabilize import stabilize
 from ._transaction import Transaction
 from ._tune import TuneReport, tune
 from .adapter_api import NeuronSite, hookimpl
+from .analysis import Candidate, LayerReport, StabilityReport, analyze, candidates
 from .plugins import from_native, read_native
 
 __version__ = "0.1.0.dev0"
@@ -61,6 +60,7 @@ __all__ = [
     "TuneReport",
     "UnknownSurrogateError",
     "__version__",
+    "analysis",
     "analyze",
     "anneal",
     "candidates",

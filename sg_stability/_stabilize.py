@@ -11,12 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._analyze import Run, analyze
 from ._api import patch
-from ._candidates import candidates
 from ._errors import ConfigError
 from ._handle import PatchHandle
 from ._tune import Batches, LossFn, ScoreFn, tune
+from .analysis import Run, analyze_layers, candidates
 from .surrogates import get
 
 
@@ -40,7 +39,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
               **params: Any) -> PatchHandle:
     """Choose one surrogate for every spiking layer and patch the model, in one call.
 
-    1. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("stability" is the
+    1. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("at_threshold" is the
        paper's high initial firing rate), with ``init_options``; ``handle.init_report`` says what changed. The
        weights are not restored by ``handle.remove()`` unless ``init_options={"backup": True}`` was given and
        ``handle.init_report.restore()`` is called (decisions D5); if ``stabilize`` fails after initialising,
@@ -77,7 +76,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
             chosen = pool[0]
             how = ("the stability analysis' first choice (pass batches= and loss_fn= to let a short training "
                    "race between its candidates decide)")
-        handle.report = analyze(model, sample, run=run, probes=probes, seed=seed, target=target)
+        handle.report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
     except BaseException:  # a failure at any point leaves the model as it was
         if handle is not None:
             handle.remove()

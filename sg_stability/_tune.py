@@ -23,10 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from ._api import patch
-from ._candidates import Candidate
-from ._candidates import candidates as shortlist
 from ._errors import ConfigError
 from ._handle import PatchHandle
+from .analysis import Candidate
+from .analysis import candidates as shortlist
+from .analysis.plotting import save_figure, subplots
 from .surrogates import Surrogate
 
 LossFn = Callable[[nn.Module, Any], Tensor]
@@ -79,14 +80,7 @@ class TuneReport:
 
     def plot(self, path: str | Path) -> Path:
         """Validation score against training budget, one line per candidate, the chosen one bold."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from ._analyze import save_figure
-
-        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        fig, ax = subplots(1, (7.5, 4.5))
         for c in self.candidates:
             if not c.scores:
                 continue

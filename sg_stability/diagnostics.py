@@ -21,10 +21,11 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
-from ._analyze import save_figure
 from ._api import neuron_sites
 from ._errors import ConfigError
 from .adapter_api import NeuronSite
+from .analysis.plotting import save_figure, subplots
+from .stability import late_growth
 from .surrogates import Surrogate
 
 __all__ = ["Diagnostics", "EpochRecord"]
@@ -42,11 +43,9 @@ class EpochRecord:
 
     @property
     def gradient_growth(self) -> float | None:
-        """Per-step growth of the gradient going back in time (> 1: grows), from the per-step norms."""
-        norms = [n for n in self.gradient_norms if n > 0]
-        if len(norms) < 3:
-            return None
-        return (norms[0] / norms[-1]) ** (1.0 / (len(norms) - 1))
+        """Per-step growth of the gradient going back in time (> 1: grows), over the second half of the steps
+        (``sg_stability.stability.late_growth``, the formula ``sg.analyze`` reports too)."""
+        return late_growth(self.gradient_norms)
 
 
 @dataclass
@@ -199,12 +198,7 @@ class Diagnostics:
     def plot(self, path: str | Path) -> Path:
         """A PNG dashboard: rate, dead and saturated fractions and active fraction per epoch, and the last
         epoch's gradient norm per time step."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+        fig, axes = subplots(4, (18, 4))
         for name, layer in self.layers.items():
             epochs = range(1, len(layer.history) + 1)
             axes[0].plot(epochs, [r.rate for r in layer.history], marker=".", label=name)

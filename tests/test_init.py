@@ -33,7 +33,7 @@ def test_stability_init_gives_the_condition_i_firing_rate(framework):
     # Condition I puts the mean membrane at threshold: a firing rate near 1/2 in the mean-field picture. The
     # mean field ignores the correlation between a neuron's spike and its membrane, so allow +-0.15.
     net, x = small_net(framework)
-    report = sg.init.stability(net, x)
+    report = sg.init.at_threshold(net, x)
     assert [c.role for c in report.changes] == ["recurrent", "input"] and not report.skipped
     rate = sg.analyze(net, x)["lif_rec"].firing_rate
     assert 0.35 <= rate <= 0.65
@@ -43,7 +43,7 @@ def test_stability_init_recurrent_mean_is_condition_i():
     net, x = small_net("snntorch")
     with torch.no_grad():
         current_mean = float(net.fc_in(x).double().mean())
-    sg.init.stability(net, x)
+    sg.init.at_threshold(net, x)
     w = net.lif_rec.recurrent.weight.detach().double()
     n = SMALL["n_rec"]
     expected = 2 * ((1.5 - 0.9) * 1.0 - current_mean) / (n - 1)  # subtractive reset, leak 0.9, theta 1
@@ -56,7 +56,7 @@ def test_stability_init_recurrent_mean_is_condition_i():
 def test_init_keeps_parameter_identity_and_the_zero_diagonal():
     net, x = small_net("spikingjelly")
     params = {name: id(p) for name, p in net.named_parameters()}
-    sg.init.stability(net, x)
+    sg.init.at_threshold(net, x)
     assert {name: id(p) for name, p in net.named_parameters()} == params
     assert torch.equal(torch.diagonal(net.fc_rec.weight.detach()), torch.zeros(SMALL["n_rec"]))
 
@@ -95,7 +95,7 @@ def test_calibrate_rate_reaches_the_target(framework):
 def test_backup_restores_exactly_and_no_backup_says_so():
     net, x = small_net("snntorch")
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
-    report = sg.init.stability(net, x, backup=True)
+    report = sg.init.at_threshold(net, x, backup=True)
     assert any(not torch.equal(before[n], p) for n, p in net.named_parameters())
     report.restore()
     assert all(torch.equal(before[n], p) for n, p in net.named_parameters())
@@ -105,7 +105,7 @@ def test_backup_restores_exactly_and_no_backup_says_so():
 
 def test_stabilize_with_init():
     net, x = small_net("snntorch")
-    with sg.stabilize(net, x, init="stability") as handle:
+    with sg.stabilize(net, x, init="at_threshold") as handle:
         assert handle.init_report is not None and handle.init_report.changes
         assert 0.35 <= handle.report["lif_rec"].firing_rate <= 0.65
 
@@ -150,7 +150,7 @@ class _OneChannel(torch.nn.Module):
         return torch.stack(out)
 
 
-@pytest.mark.parametrize("method", ["stability", "fluctuation", "variance_flow", "rate"])
+@pytest.mark.parametrize("method", ["at_threshold", "fluctuation", "variance_flow", "rate"])
 def test_every_initialiser_takes_a_layer_fed_by_one_input_channel(method):
     pytest.importorskip("snntorch")
     net = _OneChannel()
@@ -160,7 +160,7 @@ def test_every_initialiser_takes_a_layer_fed_by_one_input_channel(method):
     assert report.changes, report.skipped
     assert all(torch.isfinite(p).all() for p in net.parameters())
     after = sg.analyze(net, x)["lif"].firing_rate
-    if method in ("stability", "rate"):  # both aim at a high firing rate; the layer starts nearly silent
+    if method in ("at_threshold", "rate"):  # both aim at a high firing rate; the layer starts nearly silent
         assert after > before + 0.1, (before, after)
 
 
@@ -168,7 +168,7 @@ def test_stabilize_init_on_a_one_channel_input():
     pytest.importorskip("snntorch")
     net = _OneChannel()
     x = (torch.rand(40, 16, 1, generator=torch.Generator().manual_seed(1)) < 0.3).float()
-    with sg.stabilize(net, x, init="stability") as handle:
+    with sg.stabilize(net, x, init="at_threshold") as handle:
         assert handle.init_report.changes
         assert handle.report["lif"].firing_rate > 0.2
 
@@ -183,7 +183,7 @@ def test_stability_init_on_a_conv_layer():
     functional.set_step_mode(net, "m")
     x = (torch.rand(12, 4, 2, 6, 6, generator=torch.Generator().manual_seed(2)) < 0.2).float()
     before = sg.analyze(net, x)["1"].firing_rate
-    report = sg.init.stability(net, x)
+    report = sg.init.at_threshold(net, x)
     assert any(c.layer == "1" for c in report.changes), report.skipped
     after = sg.analyze(net, x)["1"].firing_rate
     assert abs(after - 0.5) < abs(before - 0.5)

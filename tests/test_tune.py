@@ -197,7 +197,7 @@ def test_bad_input_is_a_four_part_error_and_leaves_the_model(kwargs, words):
 
 # -- the shortlist --------------------------------------------------------------------------------------------
 def test_candidates_span_widths_and_areas_in_threshold_units():
-    from sg_stability._candidates import AREAS, GROWTH_LIMIT, SHARPNESS_UNITS
+    from sg_stability.analysis import AREAS, GROWTH_LIMIT, SHARPNESS_UNITS
 
     model, batches, _, _ = task()
     x = batches[0][0]
@@ -232,7 +232,7 @@ def test_candidates_span_widths_and_areas_in_threshold_units():
 
 
 def test_reach_counts_points_above_half_the_peak():
-    from sg_stability._candidates import reach
+    from sg_stability.analysis import reach
 
     v = torch.tensor([-2.0, -0.4, -0.1, 0.0, 0.3, 1.0])
     # fast sigmoid f(u) = 1/(1 + 2|u|)^2 >= 1/2  <=>  |u| <= (sqrt(2) - 1)/2 = 0.2071; u = sharpness * v
@@ -243,7 +243,7 @@ def test_reach_counts_points_above_half_the_peak():
 def test_growth_is_measured_by_autograd():
     # with a negligible dampening the surrogate paths vanish and the BPTT growth is the leak (0.9)
     model, batches, _, _ = task()
-    from sg_stability._candidates import bptt_growth
+    from sg_stability.analysis import bptt_growth
 
     assert bptt_growth(model, batches[0][0], fs(1e-6, 1.0)) == pytest.approx(0.9, abs=2e-3)
     assert bptt_growth(model, batches[0][0], fs(1.0, 0.5)) > 0.9

@@ -105,7 +105,7 @@ def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
         def sparsity(model: Any, train: Any, val: Any) -> dict[str, Any]:
             # the same surrogate in all three (the analysis' choice); only the initial rate and the loss differ
             high = kind in ("recipe", "init_only")
-            handle = sg.stabilize(model, train.x[:, :64], init="stability" if high else None)
+            handle = sg.stabilize(model, train.x[:, :64], init="at_threshold" if high else None)
             out: dict[str, Any] = {"chosen": handle.report.recommended.label}
             if kind in ("recipe", "fixed"):
                 schedule = LinearRamp(task.epochs) if kind == "recipe" else Constant(1.0)

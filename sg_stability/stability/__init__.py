@@ -13,6 +13,7 @@ from ._conditions import (
     solve_gain,
     theory_gain,
     theory_moments,
+    threshold_drive,
     uniform_moment,
     voltage_range,
 )
@@ -22,6 +23,8 @@ from ._gains import (
     data_gain,
     data_moments,
     growth_per_step,
+    hutchinson_rms,
+    late_growth,
     layer_gain,
     measured_jacobian_gain,
     measured_layer_gain,
@@ -43,6 +46,8 @@ __all__ = [
     "data_moments",
     "depth_dampening",
     "growth_per_step",
+    "hutchinson_rms",
+    "late_growth",
     "layer_gain",
     "mean_square_gain",
     "measured_jacobian_gain",
@@ -50,6 +55,7 @@ __all__ = [
     "solve_gain",
     "theory_gain",
     "theory_moments",
+    "threshold_drive",
     "uniform_moment",
     "voltage_range",
 ]

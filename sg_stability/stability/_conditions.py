@@ -129,10 +129,18 @@ def condition_i(n_rec: int, leak: Number, threshold: Number, reset: str = "subtr
     that code, which used the no-reset value for it (paper.md 3.1).
     """
     n = _fan(n_rec, "n_rec")
-    a, th, m = _leak(leak), _t(threshold, "threshold"), _t(input_current, "input_current")
-    drive = {"subtract": (1.5 - a) * th, "multiplicative": (1.0 - a / 2) * th,
-             "zero": (2.0 - a) * th, "none": (1.0 - a) * th}[_reset(reset)]
-    return 2.0 * (drive - m) / (n - 1)
+    m = _t(input_current, "input_current")
+    return 2.0 * (threshold_drive(leak, threshold, reset) - m) / (n - 1)
+
+
+def threshold_drive(leak: Number, threshold: Number, reset: str = "subtract") -> Tensor:
+    """The mean input current per step (all inputs, recurrent ones included) that holds the stationary mean
+    membrane at threshold with Bernoulli(1/2) spikes -- the left-hand sides of :func:`condition_i` solved for
+    the drive: ``(3/2 - alpha) theta`` (subtract), ``(1 - alpha/2) theta`` (multiplicative), ``(2 - alpha)
+    theta`` (zero), ``(1 - alpha) theta`` (none)."""
+    a, th = _leak(leak), _t(threshold, "threshold")
+    return {"subtract": (1.5 - a) * th, "multiplicative": (1.0 - a / 2) * th,
+            "zero": (2.0 - a) * th, "none": (1.0 - a) * th}[_reset(reset)]
 
 
 # -- Condition II: recurrent weight variance balancing input and recurrent currents ------------------------

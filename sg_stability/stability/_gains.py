@@ -12,7 +12,7 @@ choose them: :func:`calibrate` solves ``data gain = target`` without running the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -80,17 +80,31 @@ def rademacher(like: Tensor, gen: torch.Generator) -> Tensor:
     return torch.randint(0, 2, like.shape, generator=gen).to(like.dtype) * 2 - 1
 
 
-def hutchinson_gain(pairs: Sequence[tuple[Tensor, Tensor]], probes: int, seed: int) -> float:
-    """Root mean-square row norm of the Jacobians d out / d inp over ``(out, inp)`` pairs (rows = ``out`` entries),
-    from ``probes`` vector-Jacobian products each."""
-    gen = torch.Generator().manual_seed(seed)
+def hutchinson_rms(outputs: Sequence[Tensor], vjp: Callable[[int, Tensor], Tensor | None], probes: int,
+                   gen: torch.Generator) -> float | None:
+    """The Hutchinson estimator: root mean-square row norm of the Jacobians of ``outputs[k]`` (rows = its
+    entries), from ``probes`` vector-Jacobian products ``vjp(k, u)`` with Rademacher ``u`` each
+    (``||J||_F^2 = E_u ||J^T u||^2``). None when a product is None (the output does not depend on the input)."""
     total, rows = 0.0, 0
-    for out, inp in pairs:
+    for k, out in enumerate(outputs):
         for _ in range(probes):
-            (g,) = torch.autograd.grad(out, inp, rademacher(out, gen), retain_graph=True)
+            g = vjp(k, rademacher(out, gen))
+            if g is None:
+                return None
             total += float(g.double().square().sum())
             rows += out.numel()
-    return math.sqrt(total / rows)
+    return math.sqrt(total / rows) if rows else None
+
+
+def hutchinson_gain(pairs: Sequence[tuple[Tensor, Tensor]], probes: int, seed: int) -> float:
+    """Root mean-square row norm of the Jacobians d out / d inp over ``(out, inp)`` pairs (rows = ``out`` entries),
+    from ``probes`` vector-Jacobian products each (:func:`hutchinson_rms`)."""
+    def vjp(k: int, u: Tensor) -> Tensor:
+        out, inp = pairs[k]
+        return torch.autograd.grad(out, inp, u, retain_graph=True)[0]
+
+    gain = hutchinson_rms([out for out, _ in pairs], vjp, probes, torch.Generator().manual_seed(seed))
+    return gain if gain is not None else math.nan
 
 
 def layer_gain(w: Tensor, sg2: Tensor) -> float:
@@ -142,6 +156,19 @@ def bptt_norms(layer: RecurrentLIF, z: Tensor, seed: int = 0) -> Tensor:
     (membranes[-1] * u).sum().backward()
     return torch.stack([y.grad.double().norm() if y.grad is not None else torch.zeros((), dtype=torch.float64)
                         for y in membranes])
+
+
+def late_growth(norms: Sequence[float] | None) -> float | None:
+    """The growth per step going back in time that a user is shown (analyzer, candidates, diagnostics): the
+    geometric mean over the second half of the steps where the gradient-norm curve is non-zero (the stationary
+    regime, after the start-up transient); None with fewer than 4 such steps."""
+    if not norms:
+        return None
+    nonzero = [k for k, n in enumerate(norms) if n > 0]
+    if len(nonzero) < 4:
+        return None
+    start, end = nonzero[len(nonzero) // 2], nonzero[-1]
+    return growth_per_step(torch.tensor(list(norms[start:end + 1]), dtype=torch.float64))
 
 
 def growth_per_step(norms: Tensor, skip: int = 0) -> float:

@@ -34,17 +34,17 @@ re-derived here:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ._analyze import StabilityReport, _gradient_norms, _growth, _input_steps, _spike_steps, _value, traced
-from ._analyze import analyze as _analyze
-from ._errors import ConfigError
-from .surrogates import Surrogate, get
+from .._errors import ConfigError
+from ..stability import late_growth
+from ..surrogates import Surrogate, get
+from .measure import gradient_norms
+from .tracing import Run, traced, value
 
 #: sharpness grid in threshold units (surrogate width relative to the threshold), widest first
 SHARPNESS_UNITS = (0.5, 1.5, 4.0)
@@ -52,8 +52,6 @@ SHARPNESS_UNITS = (0.5, 1.5, 4.0)
 AREAS = (1 / 3, 1.0, 0.1)
 #: measured growth up to this counts as "does not grow" (the measurement's own scatter is about 1 %)
 GROWTH_LIMIT = 1.01
-
-Run = Callable[[nn.Module, Any], Any]
 
 
 @dataclass
@@ -94,10 +92,10 @@ def record_membranes(model: nn.Module, sample: Any, run: Run | None = None) -> l
     out = []
     with traced(model, sample, run=run, grad=False) as trace:
         for rec in trace.ordered():
-            steps = _spike_steps(rec)
+            steps = rec.spike_steps()
             if not steps:
                 continue
-            v = torch.stack([_value(s).detach().float() for s in steps]).flatten(2)
+            v = torch.stack([value(s).detach().float() for s in steps]).flatten(2)
             dyn = rec.site.driver.dynamics()
             thr = rec.site.driver.threshold() if dyn is None else dyn.threshold
             threshold = abs(float(torch.as_tensor(thr).float().mean())) if thr is not None else 1.0
@@ -121,8 +119,8 @@ def bptt_growth(model: nn.Module, sample: Any, surrogate: Surrogate, run: Run | 
     worst: float | None = None
     with traced(model, sample, run=run, surrogate=surrogate) as trace:
         for rec in trace.ordered():
-            xs = _spike_steps(rec)
-            g = _growth(_gradient_norms(xs, _input_steps(rec, len(xs)), gen))
+            xs = rec.spike_steps()
+            g = late_growth(gradient_norms(xs, rec.input_steps(len(xs)), gen))
             if g is not None and math.isfinite(g):
                 worst = g if worst is None else max(worst, g)
     return worst
@@ -183,20 +181,3 @@ def _incumbent(layers: list[LayerMembranes], pool: list[Candidate]) -> Surrogate
            for c in pool):
         return None
     return first.replace()
-
-
-def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
-            probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0) -> StabilityReport:
-    """Analyze every spiking layer of ``model`` on ``sample`` before training, and recommend a surrogate.
-
-    ``run(model, sample)`` runs the model on the whole sequence (default ``model(sample)``, after resetting
-    neuron states). ``surrogate`` analyzes all layers with that surrogate instead of the ones they hold (and the
-    recommendation keeps its family). ``target`` is the gain the paper's Conditions III and IV aim at (1: neither
-    growth nor decay), per layer name when a mapping. ``report.recommended`` is the stability analysis' first
-    choice (:func:`candidates`), what :func:`sg_stability.stabilize` installs without training data.
-    The model is left exactly as it was. See :class:`StabilityReport` and :class:`LayerReport`.
-    """
-    report = _analyze(model, sample, run=run, surrogate=surrogate, probes=probes, seed=seed, target=target)
-    family = get(surrogate) if surrogate is not None else get("fast_sigmoid")
-    report.recommended = candidates(model, sample, run=run, family=family, seed=seed)[0]
-    return report

@@ -1,0 +1,44 @@
+"""The stability analysis of a model before training (re-exports only).
+
+- :mod:`.tracing` -- the recorded run: recording surrogates, hooks, wiring, and each layer's weights;
+- :mod:`.measure` -- gains measured by autograd on the recorded graph;
+- :mod:`.estimates` -- per-layer estimates (theory, data-driven) and the parameters that reach a target gain;
+- :mod:`.analyzer` -- :func:`analyze`: the report of every layer;
+- :mod:`.shortlist` -- :func:`candidates`: the surrogates ``sg.tune`` races and ``sg.stabilize`` installs;
+- :mod:`.report`, :mod:`.plotting` -- the report's table and plots.
+"""
+
+from .analyzer import analyze, analyze_layers
+from .report import LayerReport, StabilityReport
+from .shortlist import (
+    AREAS,
+    GROWTH_LIMIT,
+    SHARPNESS_UNITS,
+    Candidate,
+    LayerMembranes,
+    bptt_growth,
+    candidates,
+    reach,
+    record_membranes,
+)
+from .tracing import Record, Run, Trace, traced
+
+__all__ = [
+    "AREAS",
+    "GROWTH_LIMIT",
+    "SHARPNESS_UNITS",
+    "Candidate",
+    "LayerMembranes",
+    "LayerReport",
+    "Record",
+    "Run",
+    "StabilityReport",
+    "Trace",
+    "analyze",
+    "analyze_layers",
+    "bptt_growth",
+    "candidates",
+    "reach",
+    "record_membranes",
+    "traced",
+]

@@ -1,0 +1,167 @@
+"""Per-layer estimates of the gradient gain and the surrogate parameters that reach a target gain, by the kind
+of gain that governs the layer: recurrent (Conditions III and IV, data-driven calibration), layer to layer (the
+depth rule, the next layer's weights) or temporal (leak and reset alone)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import stability as cond
+from ..adapter_api import Dynamics
+from ..stability import Verdict
+from ..surrogates import Surrogate
+
+
+@dataclass
+class Estimates:
+    """What one layer's estimators found (None: not available for this kind of layer)."""
+
+    theory: float | None = None
+    data: float | None = None
+    measured: float | None = None
+    dampening: Verdict | None = None
+    sharpness: Verdict | None = None
+    sharpness_theory: Verdict | None = None
+    tail: Verdict | None = None
+
+
+@dataclass
+class LayerData:
+    """One recorded layer as the estimators see it."""
+
+    surrogate: Surrogate
+    v: Tensor  # centred membranes [T, B, *neuron]
+    w_ff: Tensor | None  # input weight
+    dyn: Dynamics | None
+    goal: float  # the gain the sharpness aims at
+    notes: list[str]
+
+    @property
+    def peak(self) -> float:
+        return float(torch.as_tensor(self.surrogate.dampening).double().max())
+
+    @property
+    def flat_v(self) -> Tensor:
+        return self.v.flatten(2).flatten(0, 1)
+
+
+def _reset_options(dyn: Dynamics) -> dict[str, Any]:
+    return {"reset_grad": dyn.reset_grad, "reset_jump": dyn.reset_jump}
+
+
+def recurrent(est: Estimates, layer: LayerData, w_rec: Tensor) -> None:
+    """Recurrent layer: the gain of dv_{t+1}/dv_t; dampening from Condition III, sharpness (and tail) from the
+    recorded membranes."""
+    s, dyn, w_ff, goal, flat_v = layer.surrogate, layer.dyn, layer.w_ff, layer.goal, layer.flat_v
+    if dyn is None:
+        return
+    kw = _reset_options(dyn)
+    wr = w_rec.detach() * dyn.input_gain
+    wi = w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None and w_ff.dim() >= 2 else None
+    est.theory = cond.theory_gain(s, wr, wi if wi is not None and wi.shape[0] == wr.shape[0] else None,
+                                  dyn.leak, dyn.threshold, dyn.reset, **kw)
+    est.data = cond.data_gain(s, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold, **kw)
+
+    def calibrate(surrogate: Surrogate, knob: str = "sharpness") -> Verdict:
+        return cond.calibrate(surrogate, flat_v, wr, dyn.leak, dyn.reset, knob=knob, threshold=dyn.threshold,
+                               target=goal, **kw)
+
+    damp = cond.condition_iii(wr, dyn.leak, dyn.threshold, dyn.reset)
+    base = s.replace(dampening=damp.value) if damp.feasible else s
+    sharp = calibrate(base)
+    if not sharp.feasible and base is not s:
+        damp, sharp = _closer_dampening("Condition III", damp.value, sharp, calibrate(s), layer)
+        base = s.replace(dampening=damp.value)
+    est.dampening, est.sharpness = damp, sharp
+    est.sharpness_theory = cond.condition_iv(base, wr, dyn.leak, dyn.threshold, dyn.reset, **kw)
+    if "tail" in type(s).param_names:
+        est.tail = calibrate(base, "tail")
+
+
+def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, depth_gamma: float | None) -> None:
+    """Feed-forward layer with a spiking layer above: the gain of dI_next/dv (``w_next`` already times the next
+    layer's input gain); dampening from the depth rule, sharpness from the recorded membranes."""
+    s, v, dyn, w_ff, goal = layer.surrogate, layer.v, layer.dyn, layer.w_ff, layer.goal
+    neuron_shape = tuple(v.shape[2:])
+    matched = next_gain_matrix(w_next, neuron_shape)
+    if matched is None:
+        layer.notes.append(f"the next layer's weight {tuple(w_next.shape)} does not match this layer's neurons "
+                     f"{neuron_shape}: estimates skipped")
+        return
+    wn, layout = matched[0].double(), matched[1]
+    est.data = cond.layer_gain(wn, feature_moments(s, v, layout))
+    if dyn is not None and w_ff is not None and layout == "flat" and w_ff.dim() == 2:
+        _, sg2, _ = cond.theory_moments(s, None, w_ff.detach() * dyn.input_gain, dyn.leak, dyn.threshold, dyn.reset)
+        est.theory = cond.layer_gain(wn, sg2)
+
+    def solve(base: Surrogate) -> Verdict:
+        return cond.solve_gain(lambda b: cond.layer_gain(wn, feature_moments(base.replace(sharpness=b), v, layout)),
+                               "sharpness", goal, 1e-3, 1e3)
+
+    if depth_gamma is None:
+        est.sharpness = solve(s)
+        return
+    est.dampening = Verdict("dampening", depth_gamma, True, 1.0, 1.0, reason="feed-forward depth rule")
+    est.sharpness = solve(s.replace(dampening=depth_gamma))
+    if not est.sharpness.feasible:
+        # the depth rule bounds the worst case (spectral norms), so the mean-square gain it allows can stay
+        # below 1 for every sharpness: then try the surrogate's own peak, and keep the closer one
+        est.dampening, est.sharpness = _closer_dampening("the depth rule", depth_gamma, est.sharpness, solve(s),
+                                                         layer)
+
+
+def temporal(est: Estimates, layer: LayerData) -> None:
+    """Last feed-forward layer: the gain through leak and reset alone."""
+    s, dyn, w_ff, goal, flat_v = layer.surrogate, layer.dyn, layer.w_ff, layer.goal, layer.flat_v
+    if dyn is None:
+        return
+    kw = _reset_options(dyn)
+    est.data = cond.data_gain(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold, **kw)
+    est.theory = cond.theory_gain(s, None, w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None else None,
+                                  dyn.leak, dyn.threshold, dyn.reset, **kw)
+    if dyn.reset_grad:  # only a differentiated reset lets the surrogate change the temporal gain
+        est.sharpness = cond.calibrate(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold, target=goal,
+                                        **kw)
+
+
+def _closer_dampening(rule: str, ruled: float, at_rule: Verdict, at_peak: Verdict, layer: LayerData
+                      ) -> tuple[Verdict, Verdict]:
+    """``rule``'s dampening left the sharpness infeasible: keep whichever of it and the surrogate's own peak
+    gets the gain closer to the goal, and say so. Returns the dampening and sharpness verdicts."""
+    peak, goal, notes = layer.peak, layer.goal, layer.notes
+
+    def miss(v: Verdict) -> float:
+        return 0.0 if v.feasible else (abs(math.log(v.achieved / goal)) if v.achieved > 0 else math.inf)
+
+    if miss(at_peak) <= miss(at_rule):
+        notes.append(f"{rule}'s dampening {ruled:.3g} cannot reach g = {goal:g} with any sharpness (best g = "
+                     f"{at_rule.achieved:.3g}); the sharpness is chosen at the surrogate's own peak {peak:.3g}")
+        return Verdict("dampening", peak, False, goal, at_peak.achieved,
+                            reason=f"{rule}'s value {ruled:.3g} leaves the sharpness infeasible"), at_peak
+    notes.append(f"neither {rule}'s dampening {ruled:.3g} (best g = {at_rule.achieved:.3g}) nor the surrogate's own "
+                 f"peak {peak:.3g} (best g = {at_peak.achieved:.3g}) reaches g = {goal:g}; {rule}'s is closer")
+    return Verdict("dampening", ruled, False, goal, at_rule.achieved,
+                        reason=f"no sharpness reaches g = {goal:g}; {rule}'s value comes closest"), at_rule
+
+
+def feature_moments(surrogate: Surrogate, v: Tensor, layout: str) -> Tensor:
+    """Per-feature E[sigma'^2]: per element of the neuron shape ("flat") or per channel (dim 2, "channel")."""
+    if layout == "channel" and v.dim() > 3:
+        v = v.movedim(2, -1)
+    flat = v.reshape(-1, v.shape[-1]) if layout == "channel" else v.reshape(v.shape[0] * v.shape[1], -1)
+    return cond.data_moments(surrogate, flat)[1]
+
+
+def next_gain_matrix(w_next: Tensor, neuron_shape: tuple[int, ...]) -> tuple[Tensor, str] | None:
+    """``W`` as ``[n_next, features]`` matched to this layer's features, and the feature layout."""
+    n = math.prod(neuron_shape)
+    if w_next.dim() == 2 and w_next.shape[1] == n:
+        return w_next.detach(), "flat"
+    if w_next.dim() >= 3 and len(neuron_shape) >= 2 and w_next.shape[1] == neuron_shape[0]:
+        return w_next.detach().square().flatten(2).sum(2).sqrt(), "channel"  # row norms over the kernel
+    return None

@@ -1,0 +1,57 @@
+"""Gains measured by autograd on the recorded graph, with Rademacher probes (``stability.hutchinson_rms``).
+
+- temporal: ``||dL/dI_t|| / ||dL/dI_{t+1}||`` for ``L = <u, v_{t+1}>`` (I: the neuron's input current);
+- layer to layer: the RMS row norm of ``dI_next/dv`` at the same step (Hutchinson);
+- BPTT: ``||dL/dI_t||`` for every t, for ``L = <u, v_T>`` injected at the last step, and its late growth
+  (``stability.late_growth``: the one growth formula users are shown).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..stability import _gains as gains
+from .tracing import StepRef, grads, value
+
+
+def measured_temporal(xs: list[StepRef], ins: list[StepRef], probes: int, gen: torch.Generator) -> float | None:
+    """``||dL/dI_t|| / ||dL/dI_{t+1}||`` for ``L = <u, v_{t+1}>``; None when the input current does not reach the
+    membrane in the same step (a synaptic current in between)."""
+    num = den = 0.0
+    for t in gains.probe_steps(len(xs) - 1):
+        for _ in range(probes):
+            target = value(xs[t + 1])
+            loss = (target * gains.rademacher(target, gen)).sum()
+            g_now, g_next = grads(loss, [ins[t], ins[t + 1]])
+            if g_now is None or g_next is None:
+                return None
+            num += float(g_now.double().square().sum())
+            den += float(g_next.double().square().sum())
+    return math.sqrt(num / den) if den > 0 else None
+
+
+def measured_layer(xs: list[StepRef], next_ins: list[StepRef], probes: int, gen: torch.Generator) -> float | None:
+    """RMS row norm of ``d I_next / d v`` at the same step, over steps in the second half of the sequence."""
+    steps = gains.probe_steps(min(len(xs), len(next_ins)))
+    outputs = [value(next_ins[t]) for t in steps]
+
+    def vjp(k: int, u: Tensor) -> Tensor | None:
+        return grads((outputs[k] * u).sum(), [xs[steps[k]]])[0]
+
+    return gains.hutchinson_rms(outputs, vjp, probes, gen)
+
+
+def gradient_norms(xs: list[StepRef], ins: list[StepRef] | None, gen: torch.Generator) -> list[float] | None:
+    """``||dL/dI_t||`` for every step t, relative to the last non-zero one, for ``L = <u, v_T>``."""
+    if ins is None or len(xs) < 2:
+        return None
+    target = value(xs[-1])
+    got = grads((target * gains.rademacher(target, gen)).sum(), ins)
+    if any(g is None for g in got):
+        return None
+    norms = [float(g.double().norm()) for g in got if g is not None]
+    last = next((n for n in reversed(norms) if n > 0), 0.0)  # a synaptic delay leaves the last step at 0
+    return [n / last for n in norms] if last > 0 else None

@@ -1,0 +1,28 @@
+"""Matplotlib figures as PNG files, shared by the analyzer's report, the diagnostics and the training race."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def subplots(ncols: int, size: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure with ``ncols`` axes in a row, drawn off-screen (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=size)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out, write as PNG (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out

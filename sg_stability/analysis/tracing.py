@@ -1,0 +1,264 @@
+"""The recorded run: one forward pass on a sample with recording surrogates and hooks, and what it found.
+
+- every neuron site gets a recording surrogate (its own surrogate read into canonical form, or the one
+  requested), installed with ``builtin=False`` through a transaction that is rolled back on exit, so the model
+  is left exactly as it was; the surrogate inputs are the centred membranes ``v`` (the adapter's call pattern
+  says which call per step is the spike);
+- forward hooks record the order in which weight modules and neurons run: the last weight module before a
+  neuron feeds it (``nn.Sequential`` and hand-written ``forward`` alike); a weight module that consumes a
+  neuron's own spikes before its next call is its recurrent weight; weights a neuron holds itself come from
+  its adapter.
+
+:func:`traced` yields a :class:`Trace`; ``trace.rerun()`` runs the sample again with the same hooks (after
+weights changed), so an initialiser traces once per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._api import install, neuron_sites
+from .._errors import ConfigError, raw
+from .._transaction import Transaction
+from ..adapter_api import NeuronSite, PatchOptions
+from ..plugins import read_native
+from ..surrogates import Surrogate, get
+
+Run = Callable[[nn.Module, Any], Any]
+#: a tensor, and the index along dim 0 when it holds the whole sequence (None: the tensor is one step)
+StepRef = tuple[Tensor, int | None]
+Event = tuple[str, Any, Any]  # ("w", weight module, record of the neuron whose spikes it consumed) or ("n", record)
+
+
+def weight_of(module: nn.Module | None) -> Tensor | None:
+    """The weight matrix or kernel of a weight module (``nn.Linear``, ``nn.Conv*``, ...), else None."""
+    w = getattr(module, "weight", None)
+    return w if isinstance(w, Tensor) and w.dim() >= 2 else None
+
+
+@dataclass
+class Record:
+    """One neuron site in a recorded run."""
+
+    site: NeuronSite
+    surrogate: Surrogate
+    source: str  # "installed", "requested", or how the framework's own surrogate was read
+    calls: list[Tensor] = field(default_factory=list)  # inputs of the observed surrogate, one per call
+    inputs: list[Tensor | None] = field(default_factory=list)  # first argument of each module call
+    outputs: list[Tensor] = field(default_factory=list)  # spikes of each module call
+    first_event: int = -1
+    feed: nn.Module | None = None
+    recurrent: nn.Module | None = None
+
+    @property
+    def path(self) -> str:
+        return self.site.path
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.inputs.clear()
+        self.outputs.clear()
+        self.first_event, self.feed, self.recurrent = -1, None, None
+
+    def weights(self) -> tuple[Tensor | None, Tensor | None]:
+        """``(input, recurrent)`` weights as they act on this neuron: held by the neuron (its adapter says), else
+        the weight modules the execution order wired to it."""
+        internal = self.site.driver.internal_weights()
+        return (internal.get("input", weight_of(self.feed)), internal.get("recurrent", weight_of(self.recurrent)))
+
+    def holds_input_weight(self) -> bool:
+        return "input" in self.site.driver.internal_weights()
+
+    def bias(self) -> Tensor | None:
+        """The bias of the feed module, when the input weight is not held by the neuron."""
+        b = None if self.holds_input_weight() else getattr(self.feed, "bias", None)
+        return b if isinstance(b, Tensor) else None
+
+    def spike_steps(self) -> list[StepRef]:
+        """The centred membrane of every time step (the spike call of each step)."""
+        pattern = self.site.driver.call_pattern()
+        calls = self.calls[pattern.spike_call::pattern.calls_per_step] if pattern.calls_per_step > 1 else self.calls
+        if pattern.whole_sequence:
+            return [(c, t) for c in calls for t in range(c.shape[0])]
+        return [(c, None) for c in calls]
+
+    def input_steps(self, steps: int) -> list[StepRef] | None:
+        """The neuron's input current at every step, or None when the calls do not line up with ``steps``."""
+        ins = [i for i in self.inputs if isinstance(i, Tensor)]
+        if len(ins) == steps:
+            return [(i, None) for i in ins]
+        if len(ins) == 1 and ins[0].dim() > 0 and ins[0].shape[0] == steps and steps > 1:
+            return [(ins[0], t) for t in range(steps)]
+        return None
+
+    def fired(self, v: Tensor) -> Tensor:
+        """Where the membranes ``v`` spike, by the framework's own step convention."""
+        return self.site.driver.heaviside(v) > 0
+
+
+def value(ref: StepRef) -> Tensor:
+    return ref[0] if ref[1] is None else ref[0][ref[1]]
+
+
+def grads(loss: Tensor, refs: list[StepRef]) -> list[Tensor | None]:
+    """``d loss / d value(ref)`` for each ref (None where the loss does not depend on it)."""
+    tensors = list({id(r[0]): r[0] for r in refs}.values())
+    usable = [t for t in tensors if t.requires_grad]
+    got = dict(zip((id(t) for t in usable),
+                   torch.autograd.grad(loss, usable, retain_graph=True, allow_unused=True) if usable else [],
+                   strict=True))
+    out: list[Tensor | None] = []
+    for tensor, index in refs:
+        g = got.get(id(tensor))
+        out.append(g if g is None or index is None else g[index])
+    return out
+
+
+def wire(events: list[Event]) -> None:
+    """From the execution order: a weight module that consumes a neuron's own spikes and runs before its
+    next call is its recurrent weight; the weight module that most often runs last before it is its feed."""
+    pending: list[tuple[nn.Module, Record | None]] = []
+    feeds: dict[int, dict[nn.Module, float]] = {}
+    recurrent: dict[int, set[nn.Module]] = {}
+    for position, (kind, obj, source) in enumerate(events):
+        if kind == "w":
+            pending.append((obj, source))
+            continue
+        rec = obj
+        if rec.first_event < 0:
+            rec.first_event = position
+        own = {m for m, src in pending if src is rec}
+        recurrent.setdefault(id(rec), set()).update(own)
+        others = [m for m, src in pending if src is not rec]
+        counts = feeds.setdefault(id(rec), {})
+        for k, m in enumerate(others):  # the last one counts most; earlier ones break ties (an input
+            counts[m] = counts.get(m, 0) + (1.0 if k == len(others) - 1 else 0.5)  # projection run once)
+        pending = []
+    for kind, rec, _ in events:
+        if kind == "n" and rec.feed is None and rec.recurrent is None:
+            loops = recurrent.get(id(rec), set())
+            rec.recurrent = next(iter(loops), None)
+            candidates = {m: c for m, c in feeds.get(id(rec), {}).items() if m not in loops}
+            rec.feed = max(candidates, key=lambda m: candidates[m]) if candidates else None
+
+
+def analysis_surrogate(site: NeuronSite, requested: Surrogate | None) -> tuple[Surrogate, str]:
+    """The surrogate to record ``site`` with, and where it came from."""
+    if requested is not None:
+        return requested, "requested"
+    current = site.driver.observed()
+    if isinstance(current, Surrogate):
+        return current, "installed"
+    reading = read_native(current)
+    label = (getattr(current, "__qualname__", None) or type(current).__name__).split(".<locals>")[0]
+    if reading.surrogate is not None:
+        return reading.surrogate, f"read from the framework's {label}: {reading.surrogate!r}"
+    return get("fast_sigmoid"), f"fast_sigmoid(1, 1) assumed: {reading.reason}"
+
+
+class Trace:
+    """One recorded run: per neuron site its :class:`Record`, and the inputs and outputs of every weight
+    module outside the neurons (``weight_io``)."""
+
+    def __init__(self, model: nn.Module, sample: Any, run: Run, grad: bool, records: dict[str, Record]) -> None:
+        self.model, self.sample, self._run, self.grad = model, sample, run, grad
+        self.records = records
+        self.weight_io: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
+        self.events: list[Event] = []
+        self.owner: dict[int, Record] = {}  # id of a spike tensor -> the record that produced it
+
+    def ordered(self) -> list[Record]:
+        """The records of neurons that ran, in the order they first ran."""
+        return sorted((r for r in self.records.values() if r.calls), key=lambda r: r.first_event)
+
+    def rerun(self) -> None:
+        """Run the sample again (e.g. after weights changed) and record afresh, with the same hooks."""
+        for rec in self.records.values():
+            rec.clear()
+        self.weight_io.clear()
+        self.events.clear()
+        self.owner.clear()
+        for rec in self.records.values():
+            rec.site.driver.reset_state()
+        sample = self.sample
+        # a leaf sample with a gradient lets the measurement reach neurons that hold their input weights
+        fed = sample.detach().requires_grad_(self.grad) if isinstance(sample, Tensor) and sample.is_floating_point() \
+            else sample
+        try:
+            with torch.set_grad_enabled(self.grad):
+                self._run(self.model, fed)
+        except Exception as exc:
+            shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
+            raise ConfigError(
+                f"running the model on the sample failed: {type(exc).__name__}: {exc}".split("\n")[0],
+                got=raw(f"sample of shape {shape}"),
+                allowed="a batch the model accepts as it is called in training",
+                fix="pass a sample with the model's input shape (time first for multi-step models), or "
+                    "run=lambda model, x: ... that runs it the way your training loop does") from exc
+        wire(self.events)
+
+    # -- hooks -------------------------------------------------------------------------------------------------
+    def input_hook(self, rec: Record) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:  # returns None: the arguments stay as they are
+            rec.inputs.append(args[0] if args else None)
+            self.events.append(("n", rec, None))
+
+        return hook
+
+    def output_hook(self, rec: Record) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            spikes = rec.site.driver.spikes(out)
+            if spikes is not None:
+                rec.outputs.append(spikes)  # kept alive, so its id is not reused during the run
+                self.owner[id(spikes)] = rec
+
+        return hook
+
+    def weight_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        source = self.owner.get(id(args[0])) if args and isinstance(args[0], Tensor) else None
+        self.events.append(("w", module, source))
+        if args and isinstance(args[0], Tensor) and isinstance(out, Tensor):
+            self.weight_io.setdefault(module, []).append((args[0].detach(), out.detach()))
+
+
+@contextlib.contextmanager
+def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
+           grad: bool = True) -> Iterator[Trace]:
+    """Run ``model`` on ``sample`` with recording surrogates and hooks installed; everything is removed on exit,
+    so the model is left exactly as it was. Raises a four-part error when the run fails."""
+    sites = neuron_sites(model, "analyze")
+    requested = get(surrogate) if surrogate is not None else None
+    records = {s.path: Record(s, *analysis_surrogate(s, requested)) for s in sites}
+    trace = Trace(model, sample, run or (lambda m, x: m(x)), grad, records)
+    swap: Transaction | None = None
+    hooks: list[Any] = []
+    try:
+        # recording surrogates where the slot does not hold one of ours (framework surrogates, or SpikingJelly's
+        # fused classes a live patch installed), through a transaction of our own that is rolled back on exit
+        unpatched = [(r.site, r.surrogate) for r in records.values() if not isinstance(r.site.driver.observed(),
+                                                                                        Surrogate)]
+        swap, *_ = install(unpatched, PatchOptions(builtin=False), strict=True)
+        internal = {id(m) for s in sites for m in s.module.modules()}
+        for module in model.modules():
+            if id(module) not in internal and weight_of(module) is not None:
+                hooks.append(module.register_forward_hook(trace.weight_hook))
+        for rec in records.values():
+            hooks.append(rec.site.module.register_forward_pre_hook(trace.input_hook(rec)))
+            hooks.append(rec.site.module.register_forward_hook(trace.output_hook(rec)))
+            observed = rec.site.driver.observed()
+            if isinstance(observed, Surrogate):
+                hooks.append(observed.register_forward_hook(
+                    lambda mod, args, out, rec=rec: rec.calls.append(args[0])))
+        trace.rerun()
+        yield trace
+    finally:
+        for h in hooks:
+            h.remove()
+        if swap is not None:
+            swap.rollback()

@@ -1,0 +1,29 @@
+"""The initialisers by name, for ``sg.stabilize(..., init=...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from .._errors import ConfigError
+from ._at_threshold import at_threshold, stability
+from ._fluctuation import fluctuation, variance_flow
+from ._rate import calibrate_rate
+from ._report import InitReport
+
+#: the initialisers by name ("stability" is the deprecated name of "at_threshold")
+METHODS: dict[str, Callable[..., InitReport]] = {"at_threshold": at_threshold, "fluctuation": fluctuation,
+                                                  "variance_flow": variance_flow, "rate": calibrate_rate,
+                                                  "stability": stability}
+
+
+def initialize(model: nn.Module, sample: Any, method: str, **options: Any) -> InitReport:
+    """Apply the initialiser ``method`` (one of :data:`METHODS`) with its ``options``."""
+    if method not in METHODS:
+        raise ConfigError("unknown initialisation method", got=method,
+                          allowed=f"one of {sorted(m for m in METHODS if m != 'stability')}",
+                          fix='e.g. init="at_threshold" (the paper: mean membrane at threshold, a high initial '
+                              'firing rate)')
+    return METHODS[method](model, sample, **options)

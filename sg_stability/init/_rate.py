@@ -1,0 +1,84 @@
+"""The paper's data-driven "adjfi": shift each layer's bias (or weight mean) until it fires at a target rate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._errors import ConfigError
+from ..analysis import Run, traced
+from ._layers import layers_of
+from ._report import InitReport, Writer, check_parametrized
+
+
+def calibrate_rate(model: nn.Module, sample: Any, *, target_rate: float = 0.5, run: Run | None = None,
+                   tolerance: float = 0.01, max_steps: int = 40, backup: bool = False,
+                   progress: bool = True) -> InitReport:
+    """The paper's "adjfi" as a calibration: per layer, in execution order, shift the bias of the weight that
+    feeds it (or, without a bias, the mean of that weight) by bisection until the layer's firing rate on
+    ``sample`` is within ``tolerance`` of ``target_rate``."""
+    if not (isinstance(target_rate, (int, float)) and 0.0 < target_rate < 1.0):
+        raise ConfigError("target_rate must lie strictly between 0 and 1", got=target_rate,
+                          allowed="0 < target_rate < 1 (a firing probability per step)",
+                          fix="pass e.g. target_rate=0.5 (Condition I) or 0.158")
+    from tqdm.auto import tqdm
+
+    check_parametrized(model)
+    report = InitReport(f"firing-rate calibration to {target_rate:g}")
+    writer = Writer(report, backup)
+    with traced(model, sample, run=run, grad=False) as trace:
+        layers = layers_of(trace)
+        with tqdm(total=len(layers) * max_steps, desc="calibrating firing rates", disable=not progress,
+                  leave=False) as bar:
+            for k, first in enumerate(layers):
+                param = first.bias if first.bias is not None else first.w_in
+                if param is None:
+                    report.skipped.append(f"{first.name}: no bias or weight feeds it")
+                    continue
+                base = param.detach().double().clone()
+
+                def rate_at(shift: float, param: Tensor = param, base: Tensor = base, k: int = k) -> float:
+                    with torch.no_grad():
+                        param.copy_((base + shift).to(param.dtype))
+                    bar.update(1)
+                    trace.rerun()
+                    return layers_of(trace)[k].rate
+
+                miss, shift = _bisect(rate_at, float(base.abs().mean()) or 1.0, target_rate, tolerance, max_steps)
+                with torch.no_grad():
+                    param.copy_(base.to(param.dtype))
+                writer.write(first.name, "bias" if first.bias is not None else "input", param, base + shift,
+                             f"shifted by {shift:.4g}: rate {target_rate:g} +- {miss:.3g}")
+                if miss > tolerance:
+                    report.skipped.append(f"{first.name}: reached rate within {miss:.3g} of the target only")
+    return report
+
+
+def _bisect(rate_at: Callable[[float], float], scale: float, target: float, tolerance: float, max_steps: int
+            ) -> tuple[float, float]:
+    """The shift whose rate is closest to ``target``: widen ``[-scale, scale]`` until it brackets the target
+    (rates rise with the shift), then bisect. Returns ``(|rate - target|, shift)``."""
+    lo, hi = -scale, scale
+    r_lo, r_hi = rate_at(lo), rate_at(hi)
+    for _ in range(max_steps // 4):
+        if r_lo <= target <= r_hi:
+            break
+        if r_lo > target:
+            lo *= 2
+            r_lo = rate_at(lo)
+        if r_hi < target:
+            hi *= 2
+            r_hi = rate_at(hi)
+    best = min(((abs(r_lo - target), lo), (abs(r_hi - target), hi)))
+    if r_lo <= target <= r_hi:
+        for _ in range(max_steps):
+            mid = 0.5 * (lo + hi)
+            r = rate_at(mid)
+            best = min(best, (abs(r - target), mid))
+            if abs(r - target) <= tolerance:
+                break
+            lo, hi = (mid, hi) if r < target else (lo, mid)
+    return best
