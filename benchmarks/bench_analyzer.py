@@ -35,9 +35,9 @@ def conditions(n: int, n_in: int = 700) -> float:
     start = time.perf_counter()
     st.condition_i(n, 0.9, 1.0)
     st.condition_ii(n, n_in, float(w_in.var()))
-    st.condition_iii(w_rec, 0.9, 1.0)
-    st.condition_iv("fast_sigmoid", w_rec, 0.9, 1.0, w_in=w_in)
-    st.theory_gain(sg.surrogates.get("fast_sigmoid"), w_rec, w_in, 0.9, 1.0)
+    st.condition_iii(w_rec, st.Dynamics(0.9, 1.0))
+    st.condition_iv("fast_sigmoid", w_rec, st.Dynamics(0.9, 1.0), w_in=w_in)
+    st.theory_gain(sg.surrogates.get("fast_sigmoid"), w_rec, w_in, st.Dynamics(0.9, 1.0))
     return time.perf_counter() - start
 
 

@@ -54,17 +54,16 @@ def one(n: int, scale: float, threshold: float, reset: str, reset_grad: bool, fa
     row = {"n": n, "scale": scale, "threshold": threshold, "reset": reset + ("+grad" if reset_grad else ""),
            "family": family, "kind": "recurrent" if recurrent else "feed-forward",
            "rate": float((v > 0).double().mean())}
+    dynamics = st.Dynamics(layer.leak, threshold, reset, reset_grad=reset_grad)
     if recurrent:
         w = layer.w_rec.weight
-        row["theory"] = st.theory_gain(layer.surrogate, w, layer.w_in.weight, layer.leak, threshold, reset,
-                                       reset_grad=reset_grad)
-        row["data"] = st.data_gain(layer.surrogate, v, w, layer.leak, reset, reset_grad=reset_grad,
-                                   threshold=threshold)
+        row["theory"] = st.theory_gain(layer.surrogate, w, layer.w_in.weight, dynamics)
+        row["data"] = st.data_gain(layer.surrogate, v, w, dynamics)
         row["measured"] = st.measured_jacobian_gain(layer, z)
         row["bptt"] = st.growth_per_step(st.bptt_norms(layer, z), skip=steps // 2)
     else:
         upper = torch.empty(128, n).uniform_(-1, 1) * (scale * (6.0 / (n + 128)) ** 0.5)
-        _, sg2, _ = st.theory_moments(layer.surrogate, None, layer.w_in.weight, layer.leak, threshold, reset)
+        _, sg2, _ = st.theory_moments(layer.surrogate, None, layer.w_in.weight, dynamics)
         row["theory"] = st.layer_gain(upper, sg2)
         row["data"] = st.layer_gain(upper, st.data_moments(layer.surrogate, v)[1])
         row["measured"] = st.measured_layer_gain(layer, upper, z)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ._errors import Problem
 from ._transaction import Transaction
+from .stability import Dynamics
 from .surrogates import STRICT, Heaviside, Surrogate
 
 PROJECT = "sg_stability"
@@ -130,28 +131,6 @@ class PatchOptions:
     """
 
     builtin: bool = True
-
-
-@dataclass(frozen=True)
-class Dynamics:
-    """A neuron's membrane dynamics in the analyzer's model (``sg_stability.stability``)::
-
-        v_{t+1} = leak * v_t + input_gain * (W_in z_{t+1} + W_rec s_t) - reset
-
-    ``reset`` is one of ``"subtract"``, ``"multiplicative"`` (leak term zeroed on a spike), ``"zero"``
-    (everything zeroed) or ``"none"``; ``reset_grad`` says whether the framework differentiates the reset, and
-    ``reset_jump`` the derivative factor of the reset term at threshold when it is not the threshold itself.
-    ``synapse`` is True when the input passes through a synaptic current (a second state the model leaves out;
-    measurements then use the BPTT growth); ``note`` names what the model leaves out."""
-
-    leak: float
-    threshold: float
-    reset: str
-    reset_grad: bool = False
-    reset_jump: float | None = None
-    input_gain: float = 1.0
-    synapse: bool = False
-    note: str = ""
 
 
 class NeuronDriver:

@@ -73,7 +73,7 @@ W3 = torch.tensor([[0.0, 1.0, -0.5], [0.5, 0.0, -1.0], [2.0, -1.0, 0.0]])
 
 def test_condition_iii_hand_values_subtractive():
     # gamma_i = (1 - alpha) / (S+_i (1 + theta / |S-_i|)), alpha = 1/2, theta = 1
-    v = st.condition_iii(W3, 0.5, 1.0)
+    v = st.condition_iii(W3, HALF_LEAK)
     expected = torch.tensor([0.5 / (1 * 3), 0.5 / (0.5 * 2), 0.5 / (2 * 2)], dtype=torch.float64)
     torch.testing.assert_close(v.per_neuron, expected)
     assert v.feasible and v.value == pytest.approx(float(expected.mean()))
@@ -84,26 +84,26 @@ def test_condition_iii_equals_the_reference_code_form_c():
     a, th = 0.2, 0.3
     w = torch.randn(6, 6, generator=torch.Generator().manual_seed(1))
     sp, sm = w.clamp(min=0).sum(1).double(), w.clamp(max=0).sum(1).double()
-    torch.testing.assert_close(st.condition_iii(w, a, th).per_neuron, sm * (1 - a) / (sp * (sm - th)))
+    torch.testing.assert_close(st.condition_iii(w, st.Dynamics(a, th)).per_neuron, sm * (1 - a) / (sp * (sm - th)))
 
 
 def test_condition_iii_multiplicative_and_input_term():
-    v = st.condition_iii(W3, 0.5, 1.0, "multiplicative")
+    v = st.condition_iii(W3, st.Dynamics(0.5, 1.0, "multiplicative"))
     torch.testing.assert_close(v.per_neuron, torch.tensor([0.5, 1.0, 0.25], dtype=torch.float64))
     w_in = torch.tensor([[0.1, -1.0], [0.2, 0.0], [0.0, 0.0]])
-    v = st.condition_iii(W3, 0.5, 1.0, "multiplicative", w_in=w_in, input_dampening=1.0)
+    v = st.condition_iii(W3, st.Dynamics(0.5, 1.0, "multiplicative"), w_in=w_in, input_dampening=1.0)
     torch.testing.assert_close(v.per_neuron, torch.tensor([0.4, 0.6, 0.25], dtype=torch.float64))
 
 
 def test_condition_iii_infeasible_when_the_leak_already_reaches_one():
-    v = st.condition_iii(W3, 1.0, 1.0)
+    v = st.condition_iii(W3, st.Dynamics(1.0, 1.0))
     assert not v.feasible and "leak" in v.reason
 
 
 def test_condition_iii_bounds_the_largest_jacobian_entry_sum():
     # with gamma_i, the worst case alpha + gamma S+ (1 + theta/|S-|) is exactly 1 for every neuron
     a, th = 0.6, 0.5
-    v = st.condition_iii(W3, a, th)
+    v = st.condition_iii(W3, st.Dynamics(a, th))
     sp, sm = W3.clamp(min=0).sum(1).double(), W3.clamp(max=0).sum(1).abs().double()
     torch.testing.assert_close(a + v.per_neuron * sp * (1 + th / sm), torch.ones(3, dtype=torch.float64))
 
@@ -132,18 +132,19 @@ def test_uniform_moment_matches_quadrature(family, m):
 
 def test_voltage_range_hand_values():
     w_rec = torch.tensor([[0.0, 3.0], [3.0, 0.0]])
-    lo, hi = st.voltage_range(w_rec, None, 0.0, 1.0)  # y in [0 - 1, 3]: v = y - 1 in [-2, 2]
+    lo, hi = st.voltage_range(w_rec, None, st.Dynamics(0.0, 1.0))  # y in [0 - 1, 3]: v = y - 1 in [-2, 2]
     torch.testing.assert_close(lo, torch.tensor([-2.0, -2.0], dtype=torch.float64))
     torch.testing.assert_close(hi, torch.tensor([2.0, 2.0], dtype=torch.float64))
     w_in = torch.tensor([[1.0, -2.0], [0.0, 0.0]])
-    lo, hi = st.voltage_range(None, w_in, 0.5, 1.0, "multiplicative", input_max=2.0)
+    lo, hi = st.voltage_range(None, w_in, st.Dynamics(0.5, 1.0, "multiplicative"), input_max=2.0)
     torch.testing.assert_close(lo, torch.tensor([-8.0 - 1, -1.0], dtype=torch.float64))
     torch.testing.assert_close(hi, torch.tensor([4.0 - 1, -1.0], dtype=torch.float64))
-    lo, hi = st.voltage_range(w_rec, None, 1.0, 1.0)  # integrate-and-fire: unbounded
+    lo, hi = st.voltage_range(w_rec, None, st.Dynamics(1.0, 1.0))  # integrate-and-fire: unbounded
     assert torch.isinf(lo).all() and torch.isinf(hi).all()
 
 
 # -- the mean-square gain ------------------------------------------------------------------------------------
+HALF_LEAK = st.Dynamics(leak=0.5, threshold=1.0)  # subtract reset
 W2 = torch.tensor([[0.0, 2.0], [1.0, 0.0]])
 SG1 = torch.tensor([0.2, 0.4])
 SG2 = torch.tensor([0.1, 0.3])
@@ -156,7 +157,7 @@ SG2 = torch.tensor([0.1, 0.3])
     ("zero", False, 0.5 * (1.45 + 0.35) / 2),  # quiet 1/2 on the whole row
 ])
 def test_mean_square_gain_hand_values(reset, grad, expected):
-    g2 = st.mean_square_gain(W2, 0.5, sg1=SG1, sg2=SG2, quiet=0.5, reset=reset, reset_grad=grad, threshold=1.0)
+    g2 = st.mean_square_gain(W2, st.Dynamics(0.5, 1.0, reset, reset_grad=grad), sg1=SG1, sg2=SG2, quiet=0.5)
     assert float(g2) == pytest.approx(expected)
 
 
@@ -173,8 +174,8 @@ def test_data_gain_of_one_sample_is_the_autograd_jacobian(reset, reset_grad):
     current = torch.randn(4)
     jac = torch.autograd.functional.jacobian(lambda v: layer.step(v, current), y).double()
     measured = math.sqrt(float((jac**2).sum(1).mean()))
-    predicted = st.data_gain(layer.surrogate, (y - 0.4)[None], layer.w_rec.weight, 0.7, reset,
-                             reset_grad=reset_grad, threshold=0.4)
+    predicted = st.data_gain(layer.surrogate, (y - 0.4)[None], layer.w_rec.weight,
+                             st.Dynamics(0.7, 0.4, reset, reset_grad=reset_grad))
     assert predicted == pytest.approx(measured, rel=1e-6)
 
 
@@ -183,18 +184,18 @@ def test_theory_gain_hand_value_rectangular():
     # g^2 = 9 / (4 beta)
     for beta in (2.25, 4.0):
         w = torch.tensor([[0.0, 3.0], [3.0, 0.0]])
-        g = st.theory_gain(get("rectangular", sharpness=beta), w, None, 0.0, 1.0)
+        g = st.theory_gain(get("rectangular", sharpness=beta), w, None, st.Dynamics(0.0, 1.0))
         assert g == pytest.approx(math.sqrt(9 / (4 * beta)))
 
 
 # -- Condition IV ------------------------------------------------------------------------------------------
 def test_condition_iv_hand_root_rectangular():
-    v = st.condition_iv("rectangular", torch.tensor([[0.0, 3.0], [3.0, 0.0]]), 0.0, 1.0)
+    v = st.condition_iv("rectangular", torch.tensor([[0.0, 3.0], [3.0, 0.0]]), st.Dynamics(0.0, 1.0))
     assert v.feasible and v.value == pytest.approx(9 / 4, rel=1e-6) and v.achieved == pytest.approx(1.0)
 
 
 def test_condition_iv_infeasible_names_the_knob():
-    v = st.condition_iv("rectangular", torch.tensor([[0.0, 0.5], [0.5, 0.0]]), 0.0, 1.0)
+    v = st.condition_iv("rectangular", torch.tensor([[0.0, 0.5], [0.5, 0.0]]), st.Dynamics(0.0, 1.0))
     # max E[sigma'^2] = gamma^2 = 1, g^2 <= 0.25: no sharpness reaches 1
     assert not v.feasible and v.achieved == pytest.approx(0.5, rel=1e-3)
     assert "vanish" in v.reason and "dampening" in v.reason
@@ -208,7 +209,7 @@ def test_condition_iv_reproduces_the_papers_infeasibility_on_shd_defaults():
     w_rec = (torch.rand(n, n) * 2 - 1) * math.sqrt(6 / (2 * n))
     w_rec.fill_diagonal_(0)
     w_in = (torch.rand(n, n_in) * 2 - 1) * math.sqrt(6 / (n + n_in))
-    v = st.condition_iv("exponential", w_rec, 4e-4, 0.01, w_in=w_in)
+    v = st.condition_iv("exponential", w_rec, st.Dynamics(4e-4, 0.01), w_in=w_in)
     assert not v.feasible and v.achieved < 1.0
 
 
@@ -217,20 +218,20 @@ def test_condition_iv_root_gives_unit_gain_for_every_family(family):
     torch.manual_seed(1)
     w = torch.randn(32, 32) * 0.8
     w.fill_diagonal_(0)
-    v = st.condition_iv(family, w, 0.5, 1.0)
+    v = st.condition_iv(family, w, HALF_LEAK)
     assert v.feasible
-    assert st.theory_gain(get(family, sharpness=v.value), w, None, 0.5, 1.0) == pytest.approx(1.0, abs=1e-6)
+    assert st.theory_gain(get(family, sharpness=v.value), w, None, HALF_LEAK) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_condition_iv_tail_of_q_pseudospike():
     torch.manual_seed(2)
     w = torch.randn(16, 16) * 4.0
     w.fill_diagonal_(0)
-    v = st.condition_iv("q_pseudospike", w, 0.5, 1.0, knob="tail")
+    v = st.condition_iv("q_pseudospike", w, HALF_LEAK, knob="tail")
     assert v.feasible and 1.0 < v.value < 1e3
-    weak = st.condition_iv("q_pseudospike", w / 4, 0.5, 1.0, knob="tail")  # gain rises with q but stays < 1
+    weak = st.condition_iv("q_pseudospike", w / 4, HALF_LEAK, knob="tail")  # gain rises with q but stays < 1
     assert not weak.feasible and "widen the surrogate" in weak.reason
-    assert st.theory_gain(get("q_pseudospike", tail=v.value), w, None, 0.5, 1.0) == pytest.approx(1.0, abs=1e-6)
+    assert st.theory_gain(get("q_pseudospike", tail=v.value), w, None, HALF_LEAK) == pytest.approx(1.0, abs=1e-6)
 
 
 # -- depth rule, calibration ---------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def test_calibrate_hits_unit_measured_gain():
     with torch.no_grad():
         _, membranes = layer(z)
     v = torch.stack(membranes[30:]) - 1.0
-    verdict = st.calibrate(layer.surrogate, v, layer.w_rec.weight, 0.9)
+    verdict = st.calibrate(layer.surrogate, v, layer.w_rec.weight, st.Dynamics(0.9, 1.0))
     assert verdict.feasible
     layer.surrogate = layer.surrogate.replace(sharpness=verdict.value)
     # Hutchinson estimate with 8 probes over 4 x 16 x 128 rows: a few per cent of noise at most
@@ -281,9 +282,9 @@ def test_validation_script_quick_grid_meets_the_target():
     (lambda: st.condition_i(3, 0.5, 1.0, "soft"), "unknown reset kind"),
     (lambda: st.condition_i(1, 0.5, 1.0), "n_rec must be an integer >= 2"),
     (lambda: st.condition_i(3, 1.5, 1.0), "leak"),
-    (lambda: st.condition_iii(torch.zeros(2, 2, 2), 0.5, 1.0), "2-D weight matrix"),
-    (lambda: st.condition_iv("fast_sigmoid", W2, 0.5, 1.0, knob="tail"), "tail of q_pseudospike"),
-    (lambda: st.condition_iv("fast_sigmoid", W2, 0.5, 1.0, target=-1.0), "target gain"),
+    (lambda: st.condition_iii(torch.zeros(2, 2, 2), HALF_LEAK), "2-D weight matrix"),
+    (lambda: st.condition_iv("fast_sigmoid", W2, HALF_LEAK, knob="tail"), "tail of q_pseudospike"),
+    (lambda: st.condition_iv("fast_sigmoid", W2, HALF_LEAK, target=-1.0), "target gain"),
     (lambda: st.uniform_moment(get("gaussian"), 2, 1.0, -1.0), "v_min <= v_max"),
     (lambda: st.data_moments(get("gaussian"), torch.zeros(0)), "non-empty"),
     (lambda: st.depth_dampening([]), "at least one weight"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,35 +49,29 @@ class LayerData:
         return self.v.flatten(2).flatten(0, 1)
 
 
-def _reset_options(dyn: Dynamics) -> dict[str, Any]:
-    return {"reset_grad": dyn.reset_grad, "reset_jump": dyn.reset_jump}
-
-
 def recurrent(est: Estimates, layer: LayerData, w_rec: Tensor) -> None:
     """Recurrent layer: the gain of dv_{t+1}/dv_t; dampening from Condition III, sharpness (and tail) from the
     recorded membranes."""
     s, dyn, w_ff, goal, flat_v = layer.surrogate, layer.dyn, layer.w_ff, layer.goal, layer.flat_v
     if dyn is None:
         return
-    kw = _reset_options(dyn)
     wr = w_rec.detach() * dyn.input_gain
     wi = w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None and w_ff.dim() >= 2 else None
     est.theory = cond.theory_gain(s, wr, wi if wi is not None and wi.shape[0] == wr.shape[0] else None,
-                                  dyn.leak, dyn.threshold, dyn.reset, **kw)
-    est.data = cond.data_gain(s, flat_v, wr, dyn.leak, dyn.reset, threshold=dyn.threshold, **kw)
+                                  dyn)
+    est.data = cond.data_gain(s, flat_v, wr, dyn)
 
     def calibrate(surrogate: Surrogate, knob: str = "sharpness") -> Verdict:
-        return cond.calibrate(surrogate, flat_v, wr, dyn.leak, dyn.reset, knob=knob, threshold=dyn.threshold,
-                               target=goal, **kw)
+        return cond.calibrate(surrogate, flat_v, wr, dyn, knob=knob, target=goal)
 
-    damp = cond.condition_iii(wr, dyn.leak, dyn.threshold, dyn.reset)
+    damp = cond.condition_iii(wr, dyn)
     base = s.replace(dampening=damp.value) if damp.feasible else s
     sharp = calibrate(base)
     if not sharp.feasible and base is not s:
         damp, sharp = _closer_dampening("Condition III", damp.value, sharp, calibrate(s), layer)
         base = s.replace(dampening=damp.value)
     est.dampening, est.sharpness = damp, sharp
-    est.sharpness_theory = cond.condition_iv(base, wr, dyn.leak, dyn.threshold, dyn.reset, **kw)
+    est.sharpness_theory = cond.condition_iv(base, wr, dyn)
     if "tail" in type(s).param_names:
         est.tail = calibrate(base, "tail")
 
@@ -96,7 +89,7 @@ def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, depth_gamma
     wn, layout = matched[0].double(), matched[1]
     est.data = cond.layer_gain(wn, feature_moments(s, v, layout))
     if dyn is not None and w_ff is not None and layout == "flat" and w_ff.dim() == 2:
-        _, sg2, _ = cond.theory_moments(s, None, w_ff.detach() * dyn.input_gain, dyn.leak, dyn.threshold, dyn.reset)
+        _, sg2, _ = cond.theory_moments(s, None, w_ff.detach() * dyn.input_gain, dyn)
         est.theory = cond.layer_gain(wn, sg2)
 
     def solve(base: Surrogate) -> Verdict:
@@ -120,13 +113,11 @@ def temporal(est: Estimates, layer: LayerData) -> None:
     s, dyn, w_ff, goal, flat_v = layer.surrogate, layer.dyn, layer.w_ff, layer.goal, layer.flat_v
     if dyn is None:
         return
-    kw = _reset_options(dyn)
-    est.data = cond.data_gain(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold, **kw)
+    est.data = cond.data_gain(s, flat_v, None, dyn)
     est.theory = cond.theory_gain(s, None, w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None else None,
-                                  dyn.leak, dyn.threshold, dyn.reset, **kw)
+                                  dyn)
     if dyn.reset_grad:  # only a differentiated reset lets the surrogate change the temporal gain
-        est.sharpness = cond.calibrate(s, flat_v, None, dyn.leak, dyn.reset, threshold=dyn.threshold, target=goal,
-                                        **kw)
+        est.sharpness = cond.calibrate(s, flat_v, None, dyn, target=goal)
 
 
 def _closer_dampening(rule: str, ruled: float, at_rule: Verdict, at_peak: Verdict, layer: LayerData

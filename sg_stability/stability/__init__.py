@@ -1,21 +1,21 @@
-"""Stability analysis: the paper's Conditions I-IV, gain estimates and the depth rule (see ``_conditions``)."""
+"""Stability analysis as pure functions: the paper's Conditions I-IV, gain estimates and the depth rule.
 
+- ``_checks``: :class:`Dynamics` (the neuron model's parameters), :class:`Verdict`, argument checks;
+- ``_moments``: the mean-square gain of the transition derivative and the moments of sigma' (theory);
+- ``_conditions``: Conditions I-IV, the depth rule and the root finder (model and reset kinds documented there);
+- ``_gains``: data-driven and measured gains, the Hutchinson estimator and the growth formula;
+- ``reference``: a recurrent LIF layer that follows the model exactly (the ground truth in tests).
+"""
+
+from ._checks import RESETS, Dynamics, Reset, Verdict
 from ._conditions import (
-    RESETS,
-    Reset,
-    Verdict,
     condition_i,
     condition_ii,
     condition_iii,
     condition_iv,
     depth_dampening,
-    mean_square_gain,
     solve_gain,
-    theory_gain,
-    theory_moments,
     threshold_drive,
-    uniform_moment,
-    voltage_range,
 )
 from ._gains import (
     bptt_norms,
@@ -29,10 +29,12 @@ from ._gains import (
     measured_jacobian_gain,
     measured_layer_gain,
 )
+from ._moments import mean_square_gain, theory_gain, theory_moments, uniform_gain, uniform_moment, voltage_range
 from .reference import RecurrentLIF
 
 __all__ = [
     "RESETS",
+    "Dynamics",
     "RecurrentLIF",
     "Reset",
     "Verdict",
@@ -56,6 +58,7 @@ __all__ = [
     "theory_gain",
     "theory_moments",
     "threshold_drive",
+    "uniform_gain",
     "uniform_moment",
     "voltage_range",
 ]

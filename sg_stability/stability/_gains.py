@@ -19,7 +19,9 @@ from torch import Tensor
 
 from .._errors import ConfigError
 from ..surrogates import Surrogate
-from ._conditions import Number, PreparedWeights, Verdict, mean_square_gain, solve_gain
+from ._checks import Dynamics, Verdict
+from ._conditions import solve_gain
+from ._moments import PreparedWeights, mean_square_gain
 from .reference import RecurrentLIF
 
 
@@ -35,19 +37,15 @@ def data_moments(surrogate: Surrogate, v: Tensor) -> tuple[Tensor, Tensor, Tenso
     return d.mean(0), (d * d).mean(0), (flat <= 0).double().mean(0)
 
 
-def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: str = "subtract", *,
-              reset_grad: bool = False, reset_jump: Number | None = None, threshold: Number = 1.0) -> float:
+def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: Dynamics) -> float:
     """The per-step gain predicted from recorded membranes ``v`` (centred, ``[..., n]``)."""
     sg1, sg2, quiet = data_moments(surrogate, v)
-    g2 = mean_square_gain(w_rec, leak, sg1=sg1, sg2=sg2, quiet=quiet, reset=reset, reset_grad=reset_grad,
-                          reset_jump=reset_jump, threshold=threshold)
+    g2 = mean_square_gain(w_rec, dynamics, sg1=sg1, sg2=sg2, quiet=quiet)
     return math.sqrt(max(float(g2), 0.0))
 
 
-def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Number, reset: str = "subtract", *,
-              knob: str = "sharpness", target: float = 1.0, reset_grad: bool = False,
-              reset_jump: Number | None = None, threshold: Number = 1.0,
-              bounds: tuple[float, float] | None = None) -> Verdict:
+def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: Dynamics, *, knob: str = "sharpness",
+              target: float = 1.0, bounds: tuple[float, float] | None = None) -> Verdict:
     """Choose the sharpness (or q_pseudospike's tail) so that the data-driven gain equals ``target``."""
     if knob == "tail" and "tail" not in type(surrogate).param_names:
         raise ConfigError("only q_pseudospike has a tail to calibrate", got=surrogate.family,
@@ -60,8 +58,7 @@ def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, leak: Numbe
 
     def gain(x: float) -> float:
         sg1, sg2, quiet = data_moments(surrogate.replace(**{knob: x}), flat)
-        g2 = mean_square_gain(prep, leak, sg1=sg1, sg2=sg2, quiet=quiet, reset=reset, reset_grad=reset_grad,
-                              reset_jump=reset_jump, threshold=threshold)
+        g2 = mean_square_gain(prep, dynamics, sg1=sg1, sg2=sg2, quiet=quiet)
         return math.sqrt(max(float(g2), 0.0))
 
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)

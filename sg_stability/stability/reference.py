@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..surrogates import Surrogate, get
-from ._conditions import _reset
+from ._checks import check_reset
 
 
 class RecurrentLIF(nn.Module):
@@ -28,7 +28,7 @@ class RecurrentLIF(nn.Module):
                  input_scale: float = 1.0) -> None:
         super().__init__()
         self.leak, self.threshold = float(leak), float(threshold)
-        self.reset, self.reset_grad = _reset(reset), bool(reset_grad)
+        self.reset, self.reset_grad = check_reset(reset), bool(reset_grad)
         self.w_in = nn.Linear(n_in, n_rec, bias=False)
         self.w_rec = nn.Linear(n_rec, n_rec, bias=False) if recurrent else None
         with torch.no_grad():

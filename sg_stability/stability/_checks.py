@@ -1,0 +1,115 @@
+"""Shared parts of the stability conditions: the verdict of a solved condition, the neuron model's parameters
+(:class:`Dynamics`) and argument checks with four-part errors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .._errors import ConfigError
+
+Reset = Literal["subtract", "multiplicative", "zero", "none"]
+RESETS: tuple[str, ...] = ("subtract", "multiplicative", "zero", "none")
+Number = float | Tensor
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """A neuron's membrane dynamics in the analyzer's model (``sg_stability.stability``)::
+
+        v_{t+1} = leak * v_t + input_gain * (W_in z_{t+1} + W_rec s_t) - reset
+
+    ``reset`` is one of ``"subtract"``, ``"multiplicative"`` (leak term zeroed on a spike), ``"zero"``
+    (everything zeroed) or ``"none"``; ``reset_grad`` says whether the framework differentiates the reset, and
+    ``reset_jump`` the derivative factor of the reset term at threshold when it is not the threshold itself.
+    ``synapse`` is True when the input passes through a synaptic current (a second state the model leaves out;
+    measurements then use the BPTT growth); ``note`` names what the model leaves out. Adapters return one from
+    ``NeuronDriver.dynamics()``; the condition functions take one (weights as they act on the membrane, i.e.
+    already times ``input_gain``)."""
+
+    leak: float
+    threshold: float
+    reset: str = "subtract"
+    reset_grad: bool = False
+    reset_jump: float | None = None
+    input_gain: float = 1.0
+    synapse: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of solving one condition.
+
+    ``value`` is the root when ``feasible``; otherwise the best achievable value inside ``bounds`` (the one
+    whose ``achieved`` is closest to ``target``), and ``reason`` says why no root exists and which knob to turn.
+    """
+
+    quantity: str
+    value: float
+    feasible: bool
+    target: float
+    achieved: float
+    reason: str = ""
+    bounds: tuple[float, float] = (math.nan, math.nan)
+    per_neuron: Tensor | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        head = f"{self.quantity} = {self.value:.4g}"
+        if self.feasible:
+            return f"{head} (gives {self.achieved:.4g}, target {self.target:g})"
+        return f"{head} INFEASIBLE (best achievable {self.achieved:.4g}, target {self.target:g}): {self.reason}"
+
+
+# -- validation --------------------------------------------------------------------------------------------
+def check_reset(reset: str) -> str:
+    """``reset`` if it is one of :data:`RESETS`, else a four-part error."""
+    if reset not in RESETS:
+        raise ConfigError("unknown reset kind", got=reset, allowed=f"one of {list(RESETS)}",
+                          fix='use "subtract" for a soft reset, "multiplicative" for a hard reset to 0 '
+                              '(SpikingJelly, Norse, snnTorch\'s reset_mechanism="zero")')
+    return reset
+
+
+def as64(x: Number, name: str) -> Tensor:
+    """``x`` as a float64 tensor, or a four-part error when it is not finite."""
+    t = torch.as_tensor(x, dtype=torch.float64) if not isinstance(x, Tensor) else x.detach().double()
+    if not torch.isfinite(t).all():
+        raise ConfigError(f"{name} must be finite", got=x, allowed="finite floats or tensors",
+                          fix=f"check how {name} was computed")
+    return t
+
+
+def check_leak(alpha: Number) -> Tensor:
+    a = as64(alpha, "leak")
+    if ((a < 0) | (a > 1)).any():
+        raise ConfigError("leak (membrane decay per step) must lie in [0, 1]", got=alpha,
+                          allowed="0 <= leak <= 1 (1 is integrate-and-fire)",
+                          fix="pass the decay factor, e.g. snnTorch's beta or SpikingJelly's 1 - 1/tau")
+    return a
+
+
+def check_matrix(w: Tensor | None, name: str) -> Tensor | None:
+    if w is None:
+        return None
+    if not isinstance(w, Tensor) or w.dim() != 2:
+        raise ConfigError(f"{name} must be a 2-D weight matrix (rows = receiving neurons, like nn.Linear.weight)",
+                          got=getattr(w, "shape", type(w).__name__), allowed="a tensor of shape (n_out, n_in)",
+                          fix="pass layer.weight; for a convolution pass weight.flatten(1)")
+    return w.detach().double()
+
+
+def check_fan(n: int, name: str, minimum: int = 2) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}", got=n, allowed=f"{minimum}, {minimum + 1}, ...",
+                          fix=f"pass the number of neurons in the layer as {name}")
+    return n
+
+
+def raw64(x: Number) -> Tensor:
+    return torch.as_tensor(x).detach().double() if isinstance(x, Tensor) else torch.tensor(float(x),
+                                                                                           dtype=torch.float64)
