@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the suite's shd_networks
 import _measure
 
 _measure.reexec_with_fixed_mmap_threshold()

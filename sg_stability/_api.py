@@ -28,7 +28,7 @@ from ._errors import (
     SkippedSitesWarning,
     raw,
 )
-from ._handle import PatchHandle, SlotRecord, _display, installed_by_live_handle, live_handles
+from ._handle import PatchHandle, SlotRecord, display_path, installed_by_live_handle, live_handles
 from ._transaction import Transaction
 from .adapter_api import AdapterInfo, Installed, NeuronSite, PatchOptions
 from .plugins import read_native
@@ -139,7 +139,7 @@ def _select(
                 selected.append((site, surrogate))
                 break
     unused = [p for p in patterns if p not in used]
-    available = ", ".join(_display(s.path) for s in sites)
+    available = ", ".join(display_path(s.path) for s in sites)
     if not selected:
         raise NoNeuronsFoundError(
             f"targets matched none of the {len(sites)} neuron sites",
@@ -167,7 +167,7 @@ def _given_sites(sites: list[NeuronSite], given: Sequence[NeuronSite]) -> list[N
     if missing:
         raise NoNeuronsFoundError(
             f"{len(missing)} of the given neuron sites are not in this model",
-            got=raw(", ".join(_display(g.path) for g in missing)),
+            got=raw(", ".join(display_path(g.path) for g in missing)),
             allowed="sites returned by sg.find_neurons(model) for this same model",
             fix="call sg.find_neurons(model) on the model being patched and pass (some of) its sites",
         )
@@ -247,7 +247,7 @@ def patch(
     live = [(s, slot) for s, _ in selected for slot, obj in s.driver.current().items()
             if installed_by_live_handle(obj)]
     if live:
-        names = ", ".join(_display(s.path) for s, _ in live)
+        names = ", ".join(display_path(s.path) for s, _ in live)
         raise AlreadyPatchedError(
             f"the model is already patched by sg_stability at {len(live)} site(s): {names}",
             got=raw(f"{type(model).__name__} with a live PatchHandle"),
@@ -292,7 +292,7 @@ def install(selected: list[tuple[NeuronSite, Surrogate]], options: PatchOptions,
         except Exception as exc:
             tx.rollback()
             raise AdapterError(
-                f"adapter {site.adapter!r} failed while patching {_display(site.path)} ({site.kind}); "
+                f"adapter {site.adapter!r} failed while patching {display_path(site.path)} ({site.kind}); "
                 "every change was rolled back",
                 got=raw(f"{type(exc).__name__}: {exc}"),
                 allowed="adapters that install surrogates without raising",
@@ -302,7 +302,7 @@ def install(selected: list[tuple[NeuronSite, Surrogate]], options: PatchOptions,
         for slot, obj in installed.objects.items():
             records.append(SlotRecord(site, slot, before[slot], obj))
         if installed.note:
-            notes.append(f"{_display(site.path)}: {installed.note}")
+            notes.append(f"{display_path(site.path)}: {installed.note}")
     return tx, records, problems, notes
 
 

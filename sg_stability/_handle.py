@@ -30,11 +30,12 @@ class SlotRecord:
 
     @property
     def path(self) -> str:
-        return _display(self.site.path) if len(self.site.driver.slots) == 1 else \
-            f"{_display(self.site.path)}.{self.slot}"
+        return display_path(self.site.path) if len(self.site.driver.slots) == 1 else \
+            f"{display_path(self.site.path)}.{self.slot}"
 
 
-def _display(path: str) -> str:
+def display_path(path: str) -> str:
+    """A site path as users see it: the root module is "(model)"."""
     return path or "(model)"
 
 
@@ -169,7 +170,7 @@ class PatchHandle:
         return True
 
     def _conflict_text(self, change: Change) -> str:
-        path = _display(self._path_of.get(id(change.owner), type(change.owner).__name__))
+        path = display_path(self._path_of.get(id(change.owner), type(change.owner).__name__))
         found = current_value(change.owner, change.name)
         return f"{path}.{change.name} holds {_short(found)} instead of {_short(change.new)}"
 

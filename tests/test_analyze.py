@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
+import shd_networks
 import torch
 from torch import nn
 
 import sg_stability as sg
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import shd_networks
 
 SMALL = {"n_in": 120, "n_rec": 48, "n_out": 6}
 

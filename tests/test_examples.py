@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("snntorch")
+pytestmark = pytest.mark.slow  # every test runs a script in a subprocess
 
 
 def run(*args: str) -> str:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
+import shd_networks
 import torch
 
 import sg_stability as sg
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import shd_networks
 
 SMALL = {"n_in": 200, "n_rec": 64, "n_out": 8}
 

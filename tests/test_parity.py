@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
+import reference_shapes
 import torch
 from torch import nn
 
@@ -72,7 +72,7 @@ def _norse_call(family, params):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_kernel_parity_across_frameworks(family, params):
     kw = {**params, **({"tail": 1.7} if family == "q_pseudospike" else {})}
-    want = sg.surrogates.get(family, **kw).derivative(V.double()).float()
+    want = reference_shapes.derivative(family, V, **kw).float()  # written from the definitions, not our code
     calls = {}
     for name, make in [("snntorch", _snntorch_call), ("norse", _norse_call)]:
         try:
@@ -327,4 +327,4 @@ def test_one_call_patches_a_model_mixing_all_three_frameworks():
     h.remove()
     report = verify_patch(model, run, "atan", dampening=0.6)
     assert report.ok and len(report.sites) == 3
-    assert math.isfinite(sum(report.gradient_checks.values()))
+    assert len(report.gradient_checks) == 3 and all(n > 0 for n in report.gradient_checks.values())

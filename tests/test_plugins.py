@@ -101,6 +101,7 @@ def test_built_in_adapters_are_entry_points_of_this_distribution():
     assert {p.name: p.source for p in plugins.loaded()}["snntorch"].startswith("sg-stability ")
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 def test_adapters_do_not_import_their_framework():
     code = textwrap.dedent("""
         import sys, sg_stability as sg

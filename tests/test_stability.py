@@ -266,6 +266,7 @@ def test_bptt_growth_per_step_of_a_pure_leak():
 
 
 # -- prediction vs measurement (small version of benchmarks/validate_stability.py) --------------------------
+@pytest.mark.slow  # a subprocess
 def test_validation_script_quick_grid_meets_the_target():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validate_stability.py"), "--quick"],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..stability import _gains as gains
+from .. import stability as gains
 from .tracing import StepRef, grads, value
 
 

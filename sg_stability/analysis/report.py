@@ -10,8 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from ..adapter_api import Dynamics
-from ..stability import Verdict
-from ..stability._gains import late_growth
+from ..stability import Verdict, late_growth
 from ..surrogates import Surrogate
 from .plotting import save_figure, subplots
 

@@ -28,6 +28,8 @@ from ._gains import (
     layer_gain,
     measured_jacobian_gain,
     measured_layer_gain,
+    probe_steps,
+    rademacher,
 )
 from ._moments import mean_square_gain, theory_gain, theory_moments, uniform_gain, uniform_moment, voltage_range
 from .reference import RecurrentLIF
@@ -54,6 +56,8 @@ __all__ = [
     "mean_square_gain",
     "measured_jacobian_gain",
     "measured_layer_gain",
+    "probe_steps",
+    "rademacher",
     "solve_gain",
     "theory_gain",
     "theory_moments",
