@@ -127,7 +127,7 @@ def _select(
         patterns = _as_patterns(list(targets))
         chosen: dict[str, Surrogate | None] = {p: get(v) for p, v in targets.items()}
     else:
-        patterns = _as_patterns(targets)
+        patterns = _as_patterns(cast(str | Sequence[str], targets))  # anything else is rejected there
         chosen = dict.fromkeys(patterns, default)
     selected, used = [], set()
     for site in sites:

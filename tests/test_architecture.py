@@ -1,0 +1,138 @@
+"""The package's structure, read from its source: no private name crosses a module, the import graph has no
+cycle, every module stays small, and the suite does not import from benchmarks/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 350
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> file, for sg_stability and its adapters (installed as sg_stability.adapters)."""
+    out = {}
+    for path in sorted((ROOT / "sg_stability").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for path in sorted((ROOT / "adapters").glob("*.py")):
+        name = "sg_stability.adapters" + ("" if path.stem == "__init__" else f".{path.stem}")
+        out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, list[str], int]]:
+    """(imported module, names taken from it, line) for every import statement outside ``if TYPE_CHECKING``."""
+    tree = ast.parse(path.read_text())
+    guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)]
+    skipped = {id(n) for node in guarded for n in ast.walk(node)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            out.extend((a.name, [], node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            target = ".".join(p for p in (base if node.level else "", node.module or "") if p)
+            out.append((target, [a.name for a in node.names], node.lineno))
+    return out
+
+
+def _defined_private_names(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if _is_private(n)}
+
+
+def test_no_private_name_is_imported_or_reached_across_modules():
+    """``from x import _y`` is never used, and ``obj._y`` only where ``_y`` is defined in the same module
+    (a class's own helpers, a subclass overriding its base's hooks), or belongs to a third party."""
+    trees = {name: ast.parse(path.read_text()) for name, path in MODULES.items()}
+    defined = {name: _defined_private_names(tree) for name, tree in trees.items()}
+    ours = set().union(*defined.values())
+    problems = []
+    for name, path in MODULES.items():
+        for module, names, line in _imports(name, path):
+            problems += [f"{name}:{line} imports {n} from {module}" for n in names if _is_private(n)]
+        for node in ast.walk(trees[name]):
+            if (isinstance(node, ast.Attribute) and _is_private(node.attr) and node.attr in ours
+                    and node.attr not in defined[name]):
+                problems.append(f"{name}:{node.lineno} reaches {ast.unparse(node)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_import_graph_has_no_cycle():
+    """Every import statement (module level or inside a function) between the package's modules; the implicit
+    import of a parent package is not an edge."""
+    graph: dict[str, set[str]] = {name: set() for name in MODULES}
+    for name, path in MODULES.items():
+        for module, names, _ in _imports(name, path):
+            for target in [f"{module}.{n}" for n in names] + [module]:
+                if target in MODULES and target != name:
+                    graph[name].add(target)
+                    break
+    cycle: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> bool:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle.extend([*stack[stack.index(nxt):], node, nxt] if nxt in stack else [node, nxt])
+                return True
+            if nxt not in state and visit(nxt, [*stack, node]):
+                return True
+        state[node] = 2
+        return False
+
+    assert not any(visit(n, []) for n in sorted(graph) if n not in state), " -> ".join(cycle)
+    assert graph["sg_stability.surrogates._registry"] == {"sg_stability._errors", "sg_stability.surrogates._base",
+                                                          "sg_stability.surrogates._families"}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_stay_small(name):
+    lines = len(MODULES[name].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines (at most {MAX_LINES}): split it by responsibility"
+
+
+def test_the_suite_does_not_import_from_benchmarks():
+    """Benchmark scripts may change freely: the suite runs them in subprocesses but never imports them."""
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        for line in path.read_text().splitlines():
+            code = line.split("#")[0]
+            assert not ("sys.path" in code and "benchmarks" in code), f"{path.name}: {line.strip()}"
+            assert not code.lstrip().startswith(("import benchmarks", "from benchmarks")), f"{path.name}: {line}"
+
+
+def test_the_checks_would_catch_a_violation(tmp_path, monkeypatch):
+    """The scanners above find what they look for (a test that can fail)."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from ._errors import _secret\nfrom . import bad\n")
+    assert _imports("sg_stability.bad", bad) == [("sg_stability._errors", ["_secret"], 1),
+                                                 ("sg_stability", ["bad"], 2)]
+    assert _defined_private_names(ast.parse("class A:\n    def _x(self): self._y = 1\n_z = 2\n")) == {"_x", "_y", "_z"}
