@@ -2,9 +2,11 @@
 
 An adapter is a module (or object) with ``@hookimpl`` functions for the hooks in
 :mod:`sg_stability.hookspecs`, registered through the ``sg_stability`` entry-point group. Its
-``sg_find_neuron`` hook returns a :class:`NeuronSite` whose :class:`NeuronDriver` does the per-site
-work: say what is wrong before anything changes (``problems``), and install a surrogate through a
-:class:`~sg_stability.Transaction` so that every change can be undone exactly.
+``sg_find_neuron`` hook returns a :class:`NeuronSite` (``driver.site(path)``) whose :class:`NeuronDriver`
+does the per-site work and declares what the core needs to know: how the framework calls the surrogate
+(``call_pattern``), how to reset state (``reset_state``), what is wrong before anything changes
+(``problems``), and what it installed through a :class:`~sg_stability.Transaction` (``install`` returns
+:class:`Installed`), so that every change can be undone exactly.
 """
 
 from __future__ import annotations

@@ -13,8 +13,12 @@ Rules for adapters:
 
 - never import the framework at import time (a model that holds the framework's modules implies it
   is already imported: read ``sys.modules``);
-- never construct framework neurons and never mutate anything in ``sg_find_neuron``;
-- do every mutation through the :class:`~sg_stability.adapter_api.Transaction` passed to the driver.
+- never construct framework neurons and never mutate anything in ``sg_find_neuron``: return
+  ``YourDriver(module).site(path)`` (see :class:`~sg_stability.adapter_api.NeuronDriver`) or ``None``;
+- declare what the core needs on the driver (``call_pattern()``, ``reset_state()``, ``dynamics()``, ...)
+  instead of letting it guess; README "Writing an adapter" has a complete, tested example;
+- do every mutation through the :class:`~sg_stability.adapter_api.Transaction` passed to the driver, and
+  return :class:`~sg_stability.adapter_api.Installed` from ``install``.
 """
 
 from __future__ import annotations
