@@ -1,6 +1,6 @@
 """sg.stabilize on the paper's SHD-sized recurrent network (700 -> 256 recurrent LIF -> 20 LIF), per framework.
 
-For each framework available, the same weights are built into its own modules (benchmarks/shd_networks.py).
+For each framework available, the same weights are built into its own modules (tests/shd_networks.py).
 The framework's default surrogate and the surrogate chosen by sg.stabilize are compared on a gradient injected
 at the last of 100 steps: its norm at every earlier step, relative to the last step, and its growth per step.
 The criterion: with stabilize, the gradient does not grow going back in time (BPTT growth <= 1.01 per step).

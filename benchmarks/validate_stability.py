@@ -12,7 +12,7 @@ and, for recurrent layers, the per-step growth of ||dL/dy_t|| over the whole seq
 = |predicted - measured| / measured. Target (issue 4): median error of the data-driven estimate <= 15 %.
 
 The same comparison is then made in every framework available, on the recurrent layer of the SHD-style
-network (benchmarks/shd_networks.py) at 64 / 256 / 1024 neurons, three recurrent weight scales and every
+network (tests/shd_networks.py) at 64 / 256 / 1024 neurons, three recurrent weight scales and every
 family, analyzed by sg.analyze (the measurement there is autograd through the framework's own modules).
 
     python benchmarks/validate_stability.py                 # the full grid, about 5 minutes on 2 cores
@@ -162,7 +162,7 @@ def main() -> None:
     summarize(rows, "reset", "reset")
     summarize([r for r in rows if r["kind"] == "recurrent"], "family", "family (rec.)")
     if fw_rows:
-        print("\n(framework rows: the SHD-style network of benchmarks/shd_networks.py, analyzed by sg.analyze; "
+        print("\n(framework rows: the SHD-style network of tests/shd_networks.py, analyzed by sg.analyze; "
               "Norse's measured gain is the BPTT growth, its synaptic current is not in the data-driven model)")
     everything = rows + fw_rows
     de = [rel(r["data"], r["measured"]) for r in everything]
