@@ -129,6 +129,19 @@ def test_the_suite_does_not_import_from_benchmarks():
             assert not code.lstrip().startswith(("import benchmarks", "from benchmarks")), f"{path.name}: {line}"
 
 
+def test_the_readme_architecture_names_every_part():
+    """The README's architecture table keeps up with the code: every module and subpackage of sg_stability, and
+    every module of the analysis package, is named there."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Architecture"):readme.index("## Development")]
+    parts = [p.name + ("/" if p.is_dir() else "") for p in (ROOT / "sg_stability").iterdir()
+             if p.name not in ("__init__.py", "py.typed", "__pycache__")]
+    missing = [p for p in parts if f"`{p}`" not in section]
+    missing += [f"analysis.{p.stem}" for p in (ROOT / "sg_stability" / "analysis").glob("*.py")
+                if p.stem != "__init__" and f"`{p.stem}`" not in section]
+    assert not missing, f"README 'Architecture' does not name {missing}"
+
+
 def test_the_checks_would_catch_a_violation(tmp_path, monkeypatch):
     """The scanners above find what they look for (a test that can fail)."""
     bad = tmp_path / "bad.py"
