@@ -49,7 +49,7 @@ class EpochRecord:
 
 
 @dataclass
-class _Layer:
+class _LayerStats:
     site: NeuronSite
     hwhm: float | None
     spikes: Tensor | None = None  # per-neuron spike counts in the epoch
@@ -74,7 +74,7 @@ class Diagnostics:
                               fix="pass 1 to look at every step, or a larger stride to save time")
         self.gradients = gradients
         self.active_every = active_every
-        self.layers: dict[str, _Layer] = {}
+        self.layers: dict[str, _LayerStats] = {}
         self._hooks: list[Any] = []
         for site in sites:
             slot = site.driver.observed()
@@ -82,7 +82,7 @@ class Diagnostics:
             if isinstance(slot, Surrogate) and not isinstance(slot.sharpness, Tensor):
                 hwhm = float(slot.describe().hwhm)
                 self._hooks.append(slot.register_forward_hook(self._surrogate_hook(site.path)))
-            layer = _Layer(site, hwhm)
+            layer = _LayerStats(site, hwhm)
             self.layers[site.path] = layer
             self._hooks.append(site.module.register_forward_hook(self._spike_hook(layer)))
 
@@ -106,7 +106,7 @@ class Diagnostics:
 
         return hook
 
-    def _spike_hook(self, layer: _Layer) -> Callable[..., None]:
+    def _spike_hook(self, layer: _LayerStats) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             spikes = layer.site.driver.spikes(out)
             if spikes is None or spikes.dim() == 0:
@@ -123,7 +123,7 @@ class Diagnostics:
 
         return hook
 
-    def _grad_hook(self, layer: _Layer, first: int, sequence: bool) -> Callable[[Tensor], None]:
+    def _grad_hook(self, layer: _LayerStats, first: int, sequence: bool) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:
             g = grad.detach()
             dims = tuple(range(1, g.dim())) if sequence else None
@@ -133,7 +133,7 @@ class Diagnostics:
         return hook
 
     @staticmethod
-    def _fold(layer: _Layer) -> None:
+    def _fold(layer: _LayerStats) -> None:
         """Move this batch's per-step squared norms into the epoch's sums (one host sync per batch)."""
         for first, norms in layer.grad_parts:
             for k, value in enumerate(n * n for n in norms.double().tolist()):

@@ -296,3 +296,38 @@ def test_bad_input_gets_a_four_part_error(call, words):
         call()
     text = str(info.value)
     assert words in text and "got:" in text and "allowed:" in text and "fix:" in text
+
+
+# -- the shared estimators: hand values --------------------------------------------------------------------------
+@pytest.mark.parametrize(("norms", "expected"), [
+    ([8.0, 4.0, 2.0, 1.0], 2.0),  # second half of 4 non-zero steps: 2 -> 1 over one step
+    ([0.0, 0.0, 27.0, 9.0, 3.0, 1.0], 3.0),  # leading zeros (a synaptic delay) are skipped
+    ([1.0, 1.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0], 1.0),  # a transient in the first half does not count
+    ([5.0, 0.0, 0.0, 1.0], None),  # fewer than 4 non-zero steps
+    (None, None),
+])
+def test_late_growth_hand_values(norms, expected):
+    got = st.late_growth(norms)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_hutchinson_is_exact_when_each_input_feeds_one_output():
+    """With J = diag(d), ||J^T u||^2 = sum d^2 for every sign vector u: the estimate equals the RMS row norm."""
+    d = torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64)
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    out = d * x
+
+    def vjp(k: int, u: torch.Tensor) -> torch.Tensor:
+        return torch.autograd.grad(out, x, u, retain_graph=True)[0]
+
+    got = st.hutchinson_rms([out], vjp, probes=5, gen=torch.Generator().manual_seed(0))
+    assert got == pytest.approx(math.sqrt((0.25 + 4.0 + 9.0) / 3))
+    assert st.hutchinson_rms([out], lambda k, u: None, probes=1, gen=torch.Generator()) is None
+
+
+@pytest.mark.parametrize(("reset", "drive"), [("subtract", 1.5 - 0.5), ("multiplicative", 1.0 - 0.25),
+                                              ("zero", 2.0 - 0.5), ("none", 1.0 - 0.5)])
+def test_threshold_drive_hand_values_and_condition_i_uses_it(reset, drive):
+    # leak 0.5, threshold 2: the drive is (the bracket) * theta; Condition I spreads drive - m over (n - 1) / 2
+    assert float(st.threshold_drive(0.5, 2.0, reset)) == pytest.approx(2.0 * drive)
+    assert float(st.condition_i(11, 0.5, 2.0, reset, input_current=0.4)) == pytest.approx(2 * (2.0 * drive - 0.4) / 10)

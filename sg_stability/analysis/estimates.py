@@ -11,8 +11,7 @@ import torch
 from torch import Tensor
 
 from .. import stability as cond
-from ..adapter_api import Dynamics
-from ..stability import Verdict
+from ..stability import Dynamics, Verdict
 from ..surrogates import Surrogate
 
 

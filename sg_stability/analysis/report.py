@@ -9,8 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..adapter_api import Dynamics
-from ..stability import Verdict, late_growth
+from ..stability import Dynamics, Verdict, late_growth
 from ..surrogates import Surrogate
 from .plotting import save_figure, subplots
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..adapter_api import Dynamics
 from ..analysis import Record, Run, Trace, traced
+from ..stability import Dynamics
 from ._report import InitReport, Writer, check_parametrized
 
 
