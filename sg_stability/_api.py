@@ -32,8 +32,7 @@ from ._handle import PatchHandle, SlotRecord, display_path, installed_by_live_ha
 from ._transaction import Transaction
 from .adapter_api import AdapterInfo, Installed, NeuronSite, PatchOptions
 from .plugins import read_native
-from .surrogates import Surrogate
-from .surrogates._registry import get
+from .surrogates import Surrogate, get
 
 Targets = (str | Sequence[str] | Sequence[NeuronSite] | Callable[[str, nn.Module], bool]
            | Mapping[str, "str | Surrogate"] | None)
@@ -162,8 +161,8 @@ def _select(
 
 def _given_sites(sites: list[NeuronSite], given: Sequence[NeuronSite]) -> list[NeuronSite]:
     """The model's sites for sites found earlier (by ``find_neurons``): no glob, so no escaping of paths."""
-    by_module = {id(s.module): s for s in sites}
-    missing = [g for g in given if id(g.module) not in by_module]
+    known = {id(s.module) for s in sites}
+    missing = [g for g in given if id(g.module) not in known]
     if missing:
         raise NoNeuronsFoundError(
             f"{len(missing)} of the given neuron sites are not in this model",
