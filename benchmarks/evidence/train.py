@@ -81,6 +81,7 @@ def run(framework: str, task: Task, seed: int, configure: Any = None) -> dict[st
     evaluate."""
     model, train, val, test = prepared(framework, task, seed)
     t0 = time.perf_counter()
+    torch.manual_seed(seed)  # what configure draws (e.g. an initialiser's random recurrent weights) is reproducible
     chosen = configure(model, train, val) if configure is not None else {}
     t_choose = time.perf_counter() - t0
     sparsity = chosen.pop("_sparsity", None)
