@@ -112,8 +112,8 @@ def sparsity_table(summary: list[dict[str, Any]]) -> str:
     rows = [r for r in summary if "sparsity_none" in r]
     if not rows:
         return ""
-    lines = [("| task | framework | recipe: init=\"at_threshold\" + ramped sparsity loss | init=\"at_threshold\" alone | "
-              "fixed-weight sparsity loss | no sparsity loss |"), "|---|---|---|---|---|---|"]
+    lines = [("| task | framework | recipe: init=\"at_threshold\" + ramped sparsity loss "
+              "| init=\"at_threshold\" alone | fixed-weight sparsity loss | no sparsity loss |"), "|---|---|---|---|---|---|"]
     for r in rows:
         cells = []
         for m in ("sparsity_recipe", "sparsity_init_only", "sparsity_fixed", "sparsity_none"):
