@@ -113,7 +113,8 @@ def sparsity_table(summary: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     lines = [("| task | framework | recipe: init=\"at_threshold\" + ramped sparsity loss "
-              "| init=\"at_threshold\" alone | fixed-weight sparsity loss | no sparsity loss |"), "|---|---|---|---|---|---|"]
+              "| init=\"at_threshold\" alone | fixed-weight sparsity loss | no sparsity loss |"),
+             "|---|---|---|---|---|---|"]
     for r in rows:
         cells = []
         for m in ("sparsity_recipe", "sparsity_init_only", "sparsity_fixed", "sparsity_none"):
