@@ -4,8 +4,10 @@ still work for one release and say so."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,31 +87,38 @@ def test_the_readme_adapter_works_as_written(readme_adapter):
     assert net.lif.spike_fn is readme_adapter["tiny_step"]
 
 
+@contextlib.contextmanager
+def toy_adapter(driver: type[ToyDriver] = ToyDriver) -> Iterator[None]:
+    """The toy adapter registered for the duration, claiming ToyNeurons with ``driver``."""
+
+    class Adapter(ToyAdapter):
+        @sg.hookimpl(tryfirst=True)
+        def sg_find_neuron(self, module, path):
+            site = super().sg_find_neuron(module, path)
+            return driver(module).site(path) if site is not None else None
+
+    name = sg.plugins.register(Adapter())
+    try:
+        yield
+    finally:
+        sg.plugins.unregister(name)
+
+
 def test_a_driver_that_does_not_return_installed_is_an_adapter_error():
     class OldDriver(ToyDriver):
         def install(self, surrogate, tx, path, options):
             return super().install(surrogate, tx, path, options).objects  # a plain dict: the old contract
 
-    class OldAdapter(ToyAdapter):
-        @sg.hookimpl(tryfirst=True)
-        def sg_find_neuron(self, module, path):
-            site = super().sg_find_neuron(module, path)
-            return OldDriver(module).site(path) if site is not None else None
-
-    name = sg.plugins.register(OldAdapter())
-    try:
+    with toy_adapter(OldDriver):
         net = ToyNet()
         before = {k: m.act for k, m in net.named_modules() if hasattr(m, "act")}
         with pytest.raises(sg.AdapterError, match="returned dict, not sg_stability.adapter_api.Installed"):
             sg.patch(net, "atan")
         assert all(net.get_submodule(k).act is v for k, v in before.items())  # rolled back
-    finally:
-        sg.plugins.unregister(name)
 
 
 def test_sites_from_find_neurons_select_what_to_patch():
-    name = sg.plugins.register(ToyAdapter())
-    try:
+    with toy_adapter():
         net = ToyNet()
         sites = sg.find_neurons(net)
         chosen = [s for s in sites if s.path.startswith("encoder")]
@@ -118,8 +127,6 @@ def test_sites_from_find_neurons_select_what_to_patch():
             assert not isinstance(net.readout.act, sg.surrogates.Surrogate)
         with pytest.raises(sg.NoNeuronsFoundError, match="not in this model"):
             sg.patch(ToyNet(), "atan", targets=chosen)  # sites of another model
-    finally:
-        sg.plugins.unregister(name)
 
 
 def test_the_call_pattern_decides_what_counts_as_time_first():
@@ -137,45 +144,28 @@ def test_the_analyzer_resets_state_through_the_driver():
         def reset_state(self) -> None:
             calls.append(self.module)
 
-    class StatefulAdapter(ToyAdapter):
-        @sg.hookimpl(tryfirst=True)
-        def sg_find_neuron(self, module, path):
-            site = super().sg_find_neuron(module, path)
-            return StatefulDriver(module).site(path) if site is not None else None
-
-    name = sg.plugins.register(StatefulAdapter())
-    try:
-        net = ToyNet()
-        with sg.analysis.traced(net, torch.randn(4, 3)) as trace:
-            assert len(calls) == 3  # once per neuron, before the run
-            trace.rerun()
-            assert len(calls) == 6
-    finally:
-        sg.plugins.unregister(name)
+    with toy_adapter(StatefulDriver), sg.analysis.traced(ToyNet(), torch.randn(4, 3)) as trace:
+        assert len(calls) == 3  # once per neuron, before the run
+        trace.rerun()
+        assert len(calls) == 6
 
 
 def test_installed_is_what_the_handle_records():
-    name = sg.plugins.register(ToyAdapter())
-    try:
+    with toy_adapter():
         net = ToyNet()
         with sg.patch(net, "gaussian") as handle:
             assert set(handle.surrogates) == {"encoder.a", "encoder.b", "readout"}
             assert handle.surrogates["readout"] is net.readout.act
-        assert Installed({"act": 1}).note == ""
-    finally:
-        sg.plugins.unregister(name)
+    assert Installed({"act": 1}).note == ""
 
 
 def test_deprecated_names_still_work_and_warn():
     from toy_adapter import toy_step
 
-    name = sg.plugins.register(ToyAdapter())
-    try:
+    with toy_adapter():
         with pytest.warns(DeprecationWarning, match="moved to sg_stability.read_native"):
             reading = sg.surrogates.read_native(toy_step)
         assert reading == sg.read_native(toy_step)
-    finally:
-        sg.plugins.unregister(name)
     snn = pytest.importorskip("snntorch")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 8), snn.Leaky(beta=0.9, init_hidden=True))
