@@ -27,7 +27,7 @@ from .tracing import Record, Run, StepRef, traced, value
 
 
 @dataclass
-class _Run:
+class _RunContext:
     """What every layer's report needs from the whole run."""
 
     steps_of: dict[str, list[StepRef]]  # per layer, the membrane of each step
@@ -60,7 +60,7 @@ def analyze_layers(model: nn.Module, sample: Any, *, run: Run | None = None, sur
             if w is not None:
                 dyn = r.site.driver.dynamics()
                 ff_weights.append(w.detach() * (dyn.input_gain if dyn else 1.0))
-        ctx = _Run(steps_of, max(len(v) for v in steps_of.values()), probes, torch.Generator().manual_seed(seed),
+        ctx = _RunContext(steps_of, max(len(v) for v in steps_of.values()), probes, torch.Generator().manual_seed(seed),
                    cond.depth_dampening(ff_weights) if len(ff_weights) >= 2 else None)
         layers = []
         for k, rec in enumerate(ordered):
@@ -87,7 +87,7 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     return report
 
 
-def _layer_report(rec: Record, nxt: Record | None, ctx: _Run, goal: float) -> LayerReport:
+def _layer_report(rec: Record, nxt: Record | None, ctx: _RunContext, goal: float) -> LayerReport:
     site, s = rec.site, rec.surrogate
     xs = ctx.steps_of[rec.path]
     v = torch.stack([value(x).detach() for x in xs])  # [T, B, *neuron]

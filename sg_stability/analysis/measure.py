@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from .. import stability as gains
+from .. import stability as st
 from .tracing import StepRef, grads, value
 
 
@@ -21,10 +21,10 @@ def measured_temporal(xs: list[StepRef], ins: list[StepRef], probes: int, gen: t
     """``||dL/dI_t|| / ||dL/dI_{t+1}||`` for ``L = <u, v_{t+1}>``; None when the input current does not reach the
     membrane in the same step (a synaptic current in between)."""
     num = den = 0.0
-    for t in gains.probe_steps(len(xs) - 1):
+    for t in st.probe_steps(len(xs) - 1):
         for _ in range(probes):
             target = value(xs[t + 1])
-            loss = (target * gains.rademacher(target, gen)).sum()
+            loss = (target * st.rademacher(target, gen)).sum()
             g_now, g_next = grads(loss, [ins[t], ins[t + 1]])
             if g_now is None or g_next is None:
                 return None
@@ -35,13 +35,13 @@ def measured_temporal(xs: list[StepRef], ins: list[StepRef], probes: int, gen: t
 
 def measured_layer(xs: list[StepRef], next_ins: list[StepRef], probes: int, gen: torch.Generator) -> float | None:
     """RMS row norm of ``d I_next / d v`` at the same step, over steps in the second half of the sequence."""
-    steps = gains.probe_steps(min(len(xs), len(next_ins)))
+    steps = st.probe_steps(min(len(xs), len(next_ins)))
     outputs = [value(next_ins[t]) for t in steps]
 
     def vjp(k: int, u: Tensor) -> Tensor | None:
         return grads((outputs[k] * u).sum(), [xs[steps[k]]])[0]
 
-    return gains.hutchinson_rms(outputs, vjp, probes, gen)
+    return st.hutchinson_rms(outputs, vjp, probes, gen)
 
 
 def gradient_norms(xs: list[StepRef], ins: list[StepRef] | None, gen: torch.Generator) -> list[float] | None:
@@ -49,7 +49,7 @@ def gradient_norms(xs: list[StepRef], ins: list[StepRef] | None, gen: torch.Gene
     if ins is None or len(xs) < 2:
         return None
     target = value(xs[-1])
-    got = grads((target * gains.rademacher(target, gen)).sum(), ins)
+    got = grads((target * st.rademacher(target, gen)).sum(), ins)
     if any(g is None for g in got):
         return None
     norms = [float(g.double().norm()) for g in got if g is not None]

@@ -241,8 +241,8 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
     try:
         # recording surrogates where the slot does not hold one of ours (framework surrogates, or SpikingJelly's
         # fused classes a live patch installed), through a transaction of our own that is rolled back on exit
-        unpatched = [(r.site, r.surrogate) for r in records.values() if not isinstance(r.site.driver.observed(),
-                                                                                        Surrogate)]
+        unpatched = [(r.site, r.surrogate) for r in records.values()
+                     if not isinstance(r.site.driver.observed(), Surrogate)]
         swap, *_ = install(unpatched, PatchOptions(builtin=False), strict=True)
         internal = {id(m) for s in sites for m in s.module.modules()}
         for module in model.modules():

@@ -49,10 +49,15 @@ def layers_of(trace: Trace) -> list[InitLayer]:
             current = None
         else:
             inputs, current = None, None
-        v = torch.cat([c.detach().reshape(-1) for c in rec.calls])
         out.append(InitLayer(rec, rec.site.driver.dynamics(), w_in, w_rec, rec.bias(), inputs, current,
-                             float(rec.fired(v).double().mean())))
+                             rate_of(rec)))
     return out
+
+
+def rate_of(rec: Record) -> float:
+    """The fraction of recorded surrogate calls that spiked (every call the observed surrogate received)."""
+    v = torch.cat([c.detach().reshape(-1) for c in rec.calls])
+    return float(rec.fired(v).double().mean())
 
 
 def run_per_layer(model: nn.Module, sample: Any, run: Run | None, method: str, backup: bool,
@@ -63,11 +68,12 @@ def run_per_layer(model: nn.Module, sample: Any, run: Run | None, method: str, b
     report = InitReport(method)
     writer = Writer(report, backup)
     with traced(model, sample, run=run, grad=False) as trace:
-        count = len(layers_of(trace))
-        for k in range(count):
+        layers = layers_of(trace)
+        for k in range(len(layers)):
             if k:  # the statistics of layer k depend on the layers below, initialised by now
                 trace.rerun()
-            layer = layers_of(trace)[k]
+                layers = layers_of(trace)
+            layer = layers[k]
             if layer.dynamics is None:
                 report.skipped.append(f"{layer.name}: its adapter does not describe the neuron's dynamics")
                 continue

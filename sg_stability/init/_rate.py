@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .._errors import ConfigError
 from ..analysis import Run, traced
-from ._layers import layers_of
+from ._layers import layers_of, rate_of
 from ._report import InitReport, Writer, check_parametrized
 
 
@@ -45,7 +45,7 @@ def calibrate_rate(model: nn.Module, sample: Any, *, target_rate: float = 0.5, r
                         param.copy_((base + shift).to(param.dtype))
                     bar.update(1)
                     trace.rerun()
-                    return layers_of(trace)[k].rate
+                    return rate_of(trace.ordered()[k])  # only this layer's rate: no other statistics
 
                 miss, shift = _bisect(rate_at, float(base.abs().mean()) or 1.0, target_rate, tolerance, max_steps)
                 with torch.no_grad():
