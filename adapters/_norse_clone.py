@@ -64,9 +64,14 @@ def _resolve(value: Any, names: set[str], depth: int = 2) -> list[Any]:
     return found
 
 
+def reaches_threshold(fn: Any) -> bool:
+    """Whether calling ``fn`` (a Norse function, or a clone made here: a deepcopy of a patched model keeps
+    the clones) can reach Norse's ``threshold`` through its globals."""
+    return fn in _clone_set or _reaches_threshold(fn)
+
+
 @functools.cache
-def reaches_threshold(fn: types.FunctionType) -> bool:
-    """Whether calling ``fn`` (a Norse function) can reach Norse's ``threshold`` through its globals."""
+def _reaches_threshold(fn: types.FunctionType) -> bool:
     target = _norse_threshold()
     pending, seen = [fn], {fn}
     while pending:
@@ -89,6 +94,7 @@ def _modulereaches_threshold(module: types.ModuleType) -> bool:
 
 _mirrors: dict[str, types.ModuleType] = {}
 _clones: dict[types.FunctionType, types.FunctionType] = {}
+_clone_set: set[types.FunctionType] = set()
 
 
 def _mirror(globals_dict: dict[str, Any]) -> types.ModuleType:
@@ -117,6 +123,8 @@ def _mirror(globals_dict: dict[str, Any]) -> types.ModuleType:
 
 def clone(fn: types.FunctionType) -> types.FunctionType:
     """``fn`` with its globals replaced by the mirror of its module (cached: one clone per function)."""
+    if fn in _clone_set:  # already a clone (a deepcopy of a patched model holds them)
+        return fn
     if fn in _clones:
         return _clones[fn]
     namespace = _mirror(fn.__globals__).__dict__
@@ -128,4 +136,5 @@ def clone(fn: types.FunctionType) -> types.FunctionType:
     new.__dict__.update(fn.__dict__)
     new.__module__ = namespace["__name__"]
     _clones[fn] = new
+    _clone_set.add(new)
     return new

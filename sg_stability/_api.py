@@ -13,25 +13,20 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-import torch
 from torch import nn
 
 from . import plugins
 from ._errors import (
-    AdapterError,
     AlreadyPatchedError,
     ConfigError,
     NoNeuronsFoundError,
     PartialMatchWarning,
-    PreflightError,
-    Problem,
-    SkippedSitesWarning,
     raw,
 )
-from ._handle import PatchHandle, SlotRecord, display_path, installed_by_live_handle, live_handles
-from ._transaction import Transaction
-from .adapter_api import AdapterInfo, Installed, NeuronSite, PatchOptions
-from .plugins import read_native
+from ._handle import PatchHandle, display_path, installed_by_live_handle, live_handles, model_lock
+from ._install import install
+from ._validate import flag
+from .adapter_api import AdapterInfo, NeuronSite, PatchOptions
 from .surrogates import Surrogate, get
 
 Targets = (str | Sequence[str] | Sequence[NeuronSite] | Callable[[str, nn.Module], bool]
@@ -95,8 +90,9 @@ def _no_neurons(model: nn.Module) -> NoNeuronsFoundError:
     )
 
 
-def _as_patterns(targets: str | Sequence[str]) -> list[str]:
-    patterns = [targets] if isinstance(targets, str) else list(targets)
+def _as_patterns(targets: Any) -> list[str]:
+    iterable = isinstance(targets, Sequence | set | frozenset)
+    patterns = [targets] if isinstance(targets, str) else list(targets) if iterable else [None]
     bad = [p for p in patterns if not isinstance(p, str)]
     if bad or not patterns:
         raise ConfigError(
@@ -106,7 +102,7 @@ def _as_patterns(targets: str | Sequence[str]) -> list[str]:
             "or a mapping {glob: surrogate}",
             fix="use the paths shown by sg.find_neurons(model)",
         )
-    return patterns
+    return [str(p) for p in patterns]
 
 
 def _select(
@@ -118,7 +114,16 @@ def _select(
         return [(s, default) for s in sites]
     if callable(targets) and not isinstance(targets, Mapping):
         assert default is not None
-        return [(s, default) for s in sites if targets(s.path, s.module)]
+        chosen_sites = [s for s in sites if targets(s.path, s.module)]
+        if not chosen_sites:
+            raise NoNeuronsFoundError(
+                f"the targets callable returned False for all {len(sites)} neuron sites",
+                got=targets,
+                allowed=f"a callable (path, module) -> bool that selects some of: "
+                f"{', '.join(display_path(s.path) for s in sites)}",
+                fix="check the callable against the paths of sg.find_neurons(model), or leave targets=None for all",
+            )
+        return [(s, default) for s in chosen_sites]
     if isinstance(targets, Sequence) and targets and all(isinstance(t, NeuronSite) for t in targets):
         assert default is not None
         return [(s, default) for s in _given_sites(sites, cast(Sequence[NeuronSite], targets))]
@@ -174,26 +179,6 @@ def _given_sites(sites: list[NeuronSite], given: Sequence[NeuronSite]) -> list[N
     return [s for s in sites if id(s.module) in wanted]
 
 
-def _shape_problems(site: NeuronSite, surrogate: Surrogate) -> list[Problem]:
-    shape = site.driver.neuron_shape()
-    if shape is None:
-        return []
-    problems = []
-    state = (2, *shape)  # a dummy batch dimension in front of the per-neuron shape
-    for name, value in surrogate.params().items():
-        if not isinstance(value, torch.Tensor) or value.numel() <= 1:
-            continue
-        try:
-            ok = torch.broadcast_shapes(value.shape, state) == torch.Size(state)
-        except RuntimeError:
-            ok = False
-        if not ok:
-            problems.append(Problem(
-                site.path, f"per-neuron {name} of shape {tuple(value.shape)} does not broadcast to this "
-                f"layer's {shape} neurons", f"pass a tensor of shape {shape} (or a scalar)", site.kind))
-    return problems
-
-
 def patch(
     model: nn.Module,
     surrogate: str | Surrogate | None = None,
@@ -220,6 +205,7 @@ def patch(
     Returns a :class:`PatchHandle`; ``handle.remove()`` restores the identical original objects.
     """
     _require_module(model, "patch")
+    strict, builtin = flag(strict, "strict", where="patch"), flag(builtin, "builtin", where="patch")
     if isinstance(targets, Mapping):
         if surrogate is not None:
             raise ConfigError(
@@ -240,78 +226,37 @@ def patch(
             )
         default = get(surrogate, **params)
 
-    sites = neuron_sites(model, "patch")
-    selected = _select(sites, targets, default, strict)
+    with model_lock(model):  # a second thread sees this patch as live, or waits until it is complete
+        sites = neuron_sites(model, "patch")
+        selected = _select(sites, targets, default, strict)
 
-    live = [(s, slot) for s, _ in selected for slot, obj in s.driver.current().items()
-            if installed_by_live_handle(obj)]
-    if live:
-        names = ", ".join(display_path(s.path) for s, _ in live)
-        raise AlreadyPatchedError(
-            f"the model is already patched by sg_stability at {len(live)} site(s): {names}",
-            got=raw(f"{type(model).__name__} with a live PatchHandle"),
-            allowed="a model (or sites) not patched by a live handle",
-            fix="remove the existing patch first: handle.remove() or sg.unpatch(model)",
-        )
+        live = [(s, slot) for s, _ in selected for slot, obj in s.driver.current().items()
+                if installed_by_live_handle(obj)]
+        if live:
+            names = ", ".join(display_path(s.path) for s, _ in live)
+            raise AlreadyPatchedError(
+                f"the model is already patched by sg_stability at {len(live)} site(s): {names}",
+                got=raw(f"{type(model).__name__} with a live PatchHandle"),
+                allowed="a model (or sites) not patched by a live handle",
+                fix="remove the existing patch first: handle.remove() or sg.unpatch(model)",
+            )
 
-    tx, records, problems, notes = install(selected, PatchOptions(builtin=bool(builtin)), strict)
-    return PatchHandle(model, tx, records, problems, notes)
-
-
-def install(selected: list[tuple[NeuronSite, Surrogate]], options: PatchOptions, strict: bool
-            ) -> tuple[Transaction, list[SlotRecord], list[Problem], list[str]]:
-    """Preflight every site, then install through one transaction (rolled back if an adapter fails).
-
-    The mechanism under :func:`patch`, which adds target selection, the live-handle check and the handle;
-    the analyzer uses it directly to swap recording surrogates in and roll them back.
-    Returns the transaction, the slot records, the problems of skipped sites and the adapters' notes.
-    """
-    problems: list[Problem] = []
-    for site, surr in selected:
-        problems += _shape_problems(site, surr) + site.driver.problems(surr, site.path, options)
-    if problems:
-        if strict or len({p.path for p in problems}) == len(selected):
-            raise PreflightError(problems, total_sites=len(selected))
-        bad = {p.path for p in problems}
-        selected = [(s, surr) for s, surr in selected if s.path not in bad]
-        warnings.warn(
-            "sg_stability: skipped " + "; ".join(p.render() for p in problems), SkippedSitesWarning, stacklevel=3
-        )
-
-    tx = Transaction()
-    records: list[SlotRecord] = []
-    notes: list[str] = []
-    for site, surr in selected:
-        before = {slot: read_native(obj) for slot, obj in site.driver.current().items()}
+        tx, records, problems, notes = install(selected, PatchOptions(builtin=builtin), strict)
         try:
-            installed = site.driver.install(surr, tx, site.path, options)
-            if not isinstance(installed, Installed):
-                raise TypeError(f"{type(site.driver).__name__}.install returned {type(installed).__name__}, "
-                                "not sg_stability.adapter_api.Installed")
-        except Exception as exc:
+            return PatchHandle(model, tx, records, problems, notes)
+        except BaseException:
             tx.rollback()
-            raise AdapterError(
-                f"adapter {site.adapter!r} failed while patching {display_path(site.path)} ({site.kind}); "
-                "every change was rolled back",
-                got=raw(f"{type(exc).__name__}: {exc}"),
-                allowed="adapters that install surrogates without raising",
-                fix=f"report this to the {site.adapter} adapter's authors; "
-                "meanwhile leave the site out with targets=",
-            ) from exc
-        for slot, obj in installed.objects.items():
-            records.append(SlotRecord(site, slot, before[slot], obj))
-        if installed.note:
-            notes.append(f"{display_path(site.path)}: {installed.note}")
-    return tx, records, problems, notes
+            raise
 
 
 def unpatch(model: nn.Module, *, force: bool = False) -> int:
     """Remove every live patch of ``model``, newest first. Returns how many handles were removed."""
     _require_module(model, "unpatch")
-    handles = live_handles(model)
-    for handle in reversed(handles):
-        handle.remove(force=force)
-    return len(handles)
+    with model_lock(model):
+        handles = live_handles(model)
+        for handle in reversed(handles):
+            handle.remove(force=force)
+        return len(handles)
 
 
 def is_patched(model: nn.Module) -> bool:

@@ -114,6 +114,10 @@ class SkippedSitesWarning(SGStabilityWarning):
     """Some neuron sites were skipped because of preflight problems (with ``strict=False``)."""
 
 
+class LayoutWarning(SGStabilityWarning):
+    """An analysis sample's time layout looks different from how the model consumed it (pass ``time_dim=``)."""
+
+
 class PluginLoadWarning(SGStabilityWarning):
     """A third-party adapter plugin failed to load and is ignored."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +19,18 @@ from .surrogates import Surrogate
 # model -> live handles (newest last); surrogates installed by live handles
 _LIVE: weakref.WeakKeyDictionary[nn.Module, list[PatchHandle]] = weakref.WeakKeyDictionary()
 _INSTALLED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock that patching, removing and recorded runs of ``model`` hold: one thread at a time changes a
+    model's surrogates (a second thread then sees the first one's patch as live)."""
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,11 @@ class PatchHandle:
         Raises :class:`PatchConflictError` if something else replaced a patched attribute since, unless
         ``force=True`` (then the original is restored anyway and the other change is lost).
         """
+        model = self._model_ref()
+        with model_lock(model) if model is not None else contextlib.nullcontext():
+            return self._remove(force)
+
+    def _remove(self, force: bool) -> bool:
         if self._removed:
             return False
         conflicts = [c for c in self._tx.recorded() if not c.is_current()]

@@ -4,7 +4,6 @@ batches, from a short training race between its candidates), patch, and report."
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,15 +13,15 @@ from torch import nn
 from ._api import patch
 from ._errors import ConfigError
 from ._handle import PatchHandle
-from ._tune import Batches, LossFn, ScoreFn, tune
+from ._tune import Batches, LossFn, ScoreFn, check_race_options, tune
+from ._validate import flag, keywords, option
 from .analysis import Run, analyze_layers, candidates
+from .analysis.analyzer import check_options
+from .analysis.sample import with_time_dim
 from .surrogates import get
 
 
-def _check(target: Any, batches: Any, loss_fn: Any) -> None:
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
-        raise ConfigError("target gain must be a positive finite number", got=target, allowed="> 0, usually 1",
-                          fix="pass target=1.0 (gradients neither grow nor shrink per step)")
+def _check(batches: Any, loss_fn: Any) -> None:
     if (batches is None) != (loss_fn is None):
         given, missing = ("batches", "loss_fn") if loss_fn is None else ("loss_fn", "batches")
         raise ConfigError(f"{given} was given without {missing}", got=f"{given} only",
@@ -36,7 +35,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
               optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None, lr: float = 1e-3,
               family: str = "fast_sigmoid", init: str | None = None, init_options: dict[str, Any] | None = None,
               run: Run | None = None, target: float = 1.0, probes: int = 4, seed: int = 0, progress: bool = True,
-              **params: Any) -> PatchHandle:
+              time_dim: int | None = None, **params: Any) -> PatchHandle:
     """Choose one surrogate for every spiking layer and patch the model, in one call.
 
     1. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("at_threshold" is the
@@ -53,9 +52,28 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
        default shortlist); without them the analysis' first choice is installed;
     4. ``handle.report`` is :func:`analyze` of the model as patched (``target`` and ``probes`` are passed on);
        ``handle.candidates`` the shortlist. ``handle.remove()`` restores the original surrogates.
+
+    ``time_dim`` as for :func:`analyze` (applied to the sample and, in the race, to every batch). Every argument
+    is checked before anything changes; a failure after the initialisation puts the weights back.
     """
-    _check(target, batches, loss_fn)
+    # every argument is checked before the first change (the initialisation), so a typo changes nothing
+    _check(batches, loss_fn)
+    check_options(probes, seed, target)
+    if batches is not None:
+        check_race_options(epochs, lr, seed, progress, optimizer)
+    flag(progress, "progress", where="stabilize")
     base = get(family, **params)
+    run = with_time_dim(run, time_dim)
+    if init is not None:
+        from .init import METHODS
+
+        init = option(init, "init", [m for m in METHODS if m != "stability"] + ["stability"],
+                      example='init="at_threshold"', where="stabilize")
+        init_options = keywords(init_options, "init_options", METHODS[init], skip=("run",), where="stabilize")
+    elif init_options:
+        raise ConfigError("stabilize: init_options were given without init", got=init_options,
+                          allowed="init_options together with init=<method>",
+                          fix='pass init="at_threshold" (or another sg.init.METHODS name), or drop init_options')
     snapshot = copy.deepcopy(model.state_dict()) if init is not None else None
     handle: PatchHandle | None = None
     try:

@@ -121,8 +121,9 @@ class Transaction:
     def rollback(self) -> None:
         """Undo everything in reverse order (no conflict checks: used right after a failure)."""
         while self.changes:
-            change = self.changes.pop()
+            change = self.changes[-1]  # dropped only once restored: an interrupted rollback can be resumed
             change.restore() if isinstance(change, Change) else change()
+            self.changes.pop()
 
     def __enter__(self) -> Self:
         return self

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ._api import patch
 from ._errors import ConfigError
 from ._handle import PatchHandle
+from ._validate import flag, integer, real
 from .analysis import Candidate
 from .analysis import candidates as shortlist
 from .analysis.plotting import save_figure, subplots
@@ -117,10 +118,17 @@ def accuracy(model: nn.Module, batches: Sequence[Any]) -> float:
     return (right - 1e-3 * loss) / max(total, 1)
 
 
-def _validate(budget: Any, name: str) -> None:
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
-        raise ConfigError(f"{name} must be a positive number", got=budget, allowed="> 0",
-                          fix=f"pass {name}= the number of epochs your full training runs")
+def check_race_options(epochs: Any, lr: Any, seed: Any, progress: Any, optimizer: Any) -> None:
+    """Four-part errors for the training race's options, before anything trains."""
+    real(epochs, "epochs", above=0.0, example="epochs= the number of epochs your full training runs", where="tune")
+    if optimizer is None:
+        real(lr, "lr", above=0.0, example="lr=1e-3", where="tune")
+    elif not callable(optimizer):
+        raise ConfigError("tune: optimizer must build an optimizer for a model", got=optimizer,
+                          allowed="a callable model -> torch.optim.Optimizer, or None (Adam at lr)",
+                          fix="pass optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1)")
+    integer(seed, "seed", example="seed=0", where="tune")
+    flag(progress, "progress", where="tune")
 
 
 def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, val_batches: Sequence[Any] | None = None,
@@ -144,7 +152,8 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
     the winner's patch; ``handle.tuning`` is the :class:`TuneReport`. The weights are restored to what they were
     before (``keep_weights=True`` keeps the winner's partly trained weights instead).
     """
-    _validate(epochs, "epochs")
+    check_race_options(epochs, lr, seed, progress, optimizer)
+    keep_weights = flag(keep_weights, "keep_weights", where="tune")
     if not callable(loss_fn):
         raise ConfigError("loss_fn must be callable", got=loss_fn, allowed="loss_fn(model, batch) -> scalar tensor",
                           fix="pass e.g. loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1])")

@@ -16,6 +16,7 @@ schedule. Remove them in the reverse order of creation (and before removing the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,18 +25,16 @@ from torch import Tensor, nn
 from ._api import neuron_sites
 from ._errors import ConfigError
 from ._transaction import Transaction
+from ._validate import real
 from .adapter_api import NeuronSite
 from .schedules import Schedule
-from .surrogates import Surrogate
+from .surrogates import RANGES, Surrogate
 
 __all__ = ["NoiseInjection", "SharpnessAnnealing", "ThresholdAnnealing"]
 
 
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number", got=value, allowed="> 0",
-                          fix=f"pass e.g. {name}=0.5")
-    return float(value)
+def _positive(value: Any, name: str, where: str) -> float:
+    return real(value, name, above=0.0, example=f"{name}=0.5", where=where)
 
 
 def _schedule(schedule: Any) -> Schedule:
@@ -62,16 +61,31 @@ class _Scheduled:
         if self.removed:
             raise ConfigError(f"{type(self).__name__} was removed", got="step() after remove()",
                               allowed="step() while attached", fix="create a new one")
-        self.schedule.step()
-        self._apply()
+        saved = self.schedule.state_dict()
+        try:
+            self.schedule.step()
+            self._apply()
+        except BaseException:  # the schedule and the model stay at the previous epoch
+            self.schedule.load_state_dict(saved)
+            self._apply()
+            raise
         return self.value
 
     def state_dict(self) -> dict[str, Any]:
         return {"schedule": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.schedule.load_state_dict(state["schedule"])
-        self._apply()
+        if not isinstance(state, dict) or "schedule" not in state:
+            raise ConfigError(f"{type(self).__name__}.load_state_dict needs the dict state_dict() returned",
+                              got=state, allowed="{'schedule': {...}}", fix="pass what state_dict() saved")
+        saved = self.schedule.state_dict()
+        try:
+            self.schedule.load_state_dict(state["schedule"])
+            self._apply()
+        except BaseException:
+            self.schedule.load_state_dict(saved)
+            self._apply()
+            raise
 
     def __enter__(self) -> Any:
         return self
@@ -88,7 +102,9 @@ class SharpnessAnnealing(_Scheduled):
 
     def __init__(self, model: nn.Module, start: float, end: float, schedule: Schedule) -> None:
         super().__init__(schedule)
-        self.start, self.end = _positive(start, "start"), _positive(end, "end")
+        lo, hi = RANGES["sharpness"]
+        self.start, self.end = (real(v, name, minimum=lo, maximum=hi, example=f"{name}=1.0",
+                                     where="SharpnessAnnealing") for v, name in ((start, "start"), (end, "end")))
         self._targets: list[tuple[Surrogate, float]] = []
         foreign = []
         for site in neuron_sites(model, "anneal.SharpnessAnnealing"):
@@ -111,7 +127,9 @@ class SharpnessAnnealing(_Scheduled):
 
     @property
     def value(self) -> float:
-        return self.start * (self.end / self.start) ** self.schedule.value
+        s = min(max(self.schedule.value, 0.0), 1.0)  # geometric between start and end, never outside them
+        return min(max(math.exp(math.log(self.start) + s * math.log(self.end / self.start)),
+                       min(self.start, self.end)), max(self.start, self.end))
 
     def _apply(self) -> None:
         for surrogate, _ in self._targets:
@@ -129,7 +147,7 @@ class ThresholdAnnealing(_Scheduled):
 
     def __init__(self, model: nn.Module, start: float, schedule: Schedule) -> None:
         super().__init__(schedule)
-        self.start = _positive(start, "start")
+        self.start = _positive(start, "start", "ThresholdAnnealing")
         self._sites: list[tuple[NeuronSite, float | Tensor]] = []
         missing = []
         for site in neuron_sites(model, "anneal.ThresholdAnnealing"):
@@ -170,7 +188,7 @@ class NoiseInjection(_Scheduled):
 
     def __init__(self, model: nn.Module, std: float, schedule: Schedule) -> None:
         super().__init__(schedule)
-        self.std = _positive(std, "std")
+        self.std = _positive(std, "std", "NoiseInjection")
         sites = neuron_sites(model, "anneal.NoiseInjection")
         self._hooks = [site.module.register_forward_pre_hook(self._hook) for site in sites]
 

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from ._api import neuron_sites
-from ._errors import ConfigError
+from ._errors import ConfigError, did_you_mean
+from ._validate import flag
 from .adapter_api import NeuronSite
 from .analysis.plotting import save_figure, subplots
 from .stability import late_growth
@@ -72,7 +73,7 @@ class Diagnostics:
         if isinstance(active_every, bool) or not isinstance(active_every, int) or active_every < 1:
             raise ConfigError("active_every must be a positive integer", got=active_every, allowed="1, 2, ...",
                               fix="pass 1 to look at every step, or a larger stride to save time")
-        self.gradients = gradients
+        self.gradients = flag(gradients, "gradients", where="Diagnostics")
         self.active_every = active_every
         self.layers: dict[str, _LayerStats] = {}
         self._hooks: list[Any] = []
@@ -175,6 +176,11 @@ class Diagnostics:
         return out
 
     def history(self, path: str) -> list[EpochRecord]:
+        """The epoch records of one layer (its path, as in :meth:`summary`)."""
+        if path not in self.layers:
+            names = list(self.layers)
+            raise ConfigError(f"Diagnostics has no layer {path!r}.{did_you_mean(str(path), names)}", got=path,
+                              allowed=f"one of {names}", fix="use a layer path as summary() prints it")
         return self.layers[path].history
 
     # -- reporting -----------------------------------------------------------------------------------------------

@@ -14,10 +14,12 @@ the same value.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
 from ._errors import ConfigError
+from ._validate import integer, option, real
 
 __all__ = ["Constant", "ExponentialApproach", "HardSwitch", "LinearRamp", "Schedule", "get_schedule"]
 
@@ -65,12 +67,28 @@ class Schedule:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        unknown = set(state) - set(self.state_dict())
+        """Restore a checkpoint; every value is checked first (a wrong one changes nothing)."""
+        own = self.state_dict()
+        if not isinstance(state, dict):
+            raise ConfigError(f"{type(self).__name__}.load_state_dict needs a dict", got=state,
+                              allowed=f"a dict with keys {sorted(own)}", fix="pass schedule.state_dict() as saved")
+        unknown = set(state) - set(own)
         if unknown:
             raise ConfigError(f"state_dict has keys {type(self).__name__} does not know", got=sorted(unknown),
-                              allowed=f"keys {sorted(self.state_dict())}",
+                              allowed=f"keys {sorted(own)}",
                               fix="load the state_dict of the same schedule class")
-        self.__dict__.update(state)
+        checked: dict[str, Any] = {}
+        for key, value in state.items():
+            where = f"{type(self).__name__}.load_state_dict"
+            if key == "last_epoch":
+                checked[key] = integer(value, "last_epoch", minimum=0, maximum=self.total_epochs, where=where)
+            elif isinstance(own[key], bool) or not isinstance(own[key], int | float):
+                checked[key] = value
+            elif isinstance(own[key], int):
+                checked[key] = integer(value, key, minimum=0, where=where)
+            else:
+                checked[key] = real(value, key, where=where)
+        self.__dict__.update(checked)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.state_dict().items() if k != "last_epoch")
@@ -80,7 +98,7 @@ class Schedule:
 class Constant(Schedule):
     def __init__(self, value: float = 1.0) -> None:
         super().__init__()
-        self.constant = float(value)
+        self.constant = real(value, "value", example="Constant(1.0)", where="Constant")
 
     def value_at(self, epoch: int) -> float:
         return self.constant
@@ -98,7 +116,8 @@ class LinearRamp(Schedule):
         if self.end <= self.start:
             raise ConfigError("the ramp must end after it starts", got=(start, end), allowed="start < end",
                               fix="e.g. start=0.2, end=0.6 (the paper's ramp)")
-        self.low, self.high = float(low), float(high)
+        self.low = real(low, "low", example="low=0.0", where="LinearRamp")
+        self.high = real(high, "high", example="high=1.0", where="LinearRamp")
 
     def value_at(self, epoch: int) -> float:
         e0, e1 = self.start * self.total_epochs, self.end * self.total_epochs
@@ -118,10 +137,10 @@ class ExponentialApproach(Schedule):
         super().__init__()
         self.total_epochs: int = _epochs(total_epochs, "total_epochs")
         self.start, self.end = _fraction(start, "start"), _fraction(end, "end")
-        if not 0.0 < ratio < 1.0:
-            raise ConfigError("ratio must lie in (0, 1)", got=ratio, allowed="0 < ratio < 1",
-                              fix="e.g. ratio=0.6 (the reference code)")
-        self.ratio, self.low, self.high = float(ratio), float(low), float(high)
+        self.ratio = real(ratio, "ratio", above=0.0, below=1.0, example="ratio=0.6 (the reference code)",
+                          where="ExponentialApproach")
+        self.low = real(low, "low", example="low=0.0", where="ExponentialApproach")
+        self.high = real(high, "high", example="high=1.0", where="ExponentialApproach")
 
     def value_at(self, epoch: int) -> float:
         e0, e1 = math.ceil(self.start * self.total_epochs), self.end * self.total_epochs
@@ -142,7 +161,9 @@ class HardSwitch(Schedule):
         if isinstance(switch_epoch, bool) or not isinstance(switch_epoch, int) or switch_epoch < 0:
             raise ConfigError("switch_epoch must be a non-negative integer", got=switch_epoch, allowed="0, 1, ...",
                               fix="pass the epoch at which the value changes")
-        self.switch_epoch, self.before, self.after = switch_epoch, float(before), float(after)
+        self.switch_epoch = switch_epoch
+        self.before = real(before, "before", example="before=0.0", where="HardSwitch")
+        self.after = real(after, "after", example="after=1.0", where="HardSwitch")
 
     def value_at(self, epoch: int) -> float:
         return self.before if epoch < self.switch_epoch else self.after
@@ -153,7 +174,14 @@ _NAMES = {"linear": LinearRamp, "exponential": ExponentialApproach, "switch": Ha
 
 def get_schedule(name: str, **kwargs: Any) -> Schedule:
     """A schedule by name: ``"linear"``, ``"exponential"``, ``"switch"`` or ``"constant"``."""
-    if name not in _NAMES:
-        raise ConfigError("unknown schedule", got=name, allowed=f"one of {sorted(_NAMES)}",
-                          fix='e.g. get_schedule("linear", total_epochs=50) for the paper\'s ramp')
-    return _NAMES[name](**kwargs)
+    option(name, "schedule", sorted(_NAMES), example='get_schedule("linear", total_epochs=50) for the paper\'s ramp',
+           where="get_schedule")
+    cls = _NAMES[name]
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as exc:
+        params = [f"{p.name}" + ("" if p.default is inspect.Parameter.empty else f"={p.default!r}")
+                  for p in inspect.signature(cls).parameters.values()]
+        raise ConfigError(f"get_schedule({name!r}): {exc}", got=kwargs, allowed=f"{cls.__name__}({', '.join(params)})",
+                          fix=f"e.g. get_schedule({name!r}, {params[0].split('=')[0]}=...)") from None
+    return cls(**kwargs)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ._api import neuron_sites
 from ._errors import ConfigError
+from ._validate import flag, option, real
 from .adapter_api import NeuronSite
 from .schedules import Constant, HardSwitch, Schedule
 
@@ -46,8 +47,14 @@ class RateMonitor:
             raise ConfigError("a RateMonitor is already attached to this model", got=type(model).__name__,
                               allowed="one RateMonitor per model at a time",
                               fix="reuse the existing monitor, or call its remove() first")
+        flag(sync, "sync", where="RateMonitor")
         if layers is not None:
-            patterns = [layers] if isinstance(layers, str) else list(layers)
+            patterns = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, list | tuple) \
+                else [layers]
+            if not patterns or not all(isinstance(p, str) for p in patterns):
+                raise ConfigError("RateMonitor: layers must be glob patterns on module paths", got=layers,
+                                  allowed=f"a glob string or a list of them, over {[s.path for s in sites]}",
+                                  fix="e.g. layers='lif*', or leave layers=None for every spiking layer")
             chosen = [s for s in sites if any(fnmatch.fnmatchcase(s.path, p) for p in patterns)]
             if not chosen:
                 raise ConfigError("layers matched no spiking layer", got=layers,
@@ -161,9 +168,12 @@ class SparsityLoss:
 
     def __init__(self, kind: str = "squared", target: float | Mapping[str, float] = 0.01, *, lower: float = 0.0,
                  per_neuron: bool = False, weight: float = 1.0, schedule: Schedule | None = None) -> None:
-        if kind not in KINDS:
-            raise ConfigError("unknown sparsity loss kind", got=kind, allowed=f"one of {list(KINDS)}",
-                              fix='use "squared" (the paper), "l1", "upper", "lower" or "band"')
+        option(kind, "sparsity loss kind", KINDS, example='kind="squared" (the paper)', where="SparsityLoss")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise ConfigError("SparsityLoss: schedule must be an sg_stability.schedules.Schedule", got=schedule,
+                              allowed="LinearRamp, ExponentialApproach, HardSwitch, Constant (or a subclass), or None",
+                              fix="e.g. schedule=sg.schedules.LinearRamp(total_epochs=50), or "
+                                  'sg.schedules.get_schedule("linear", total_epochs=50)')
         if isinstance(target, Mapping):
             self.targets = {str(k): _rate_value(v, f"target[{k!r}]") for k, v in target.items()}
         else:
@@ -172,7 +182,8 @@ class SparsityLoss:
         if kind == "band" and any(t < self.lower for t in self.targets.values()):
             raise ConfigError("a band needs lower <= target (the upper bound)", got=(self.lower, self.targets),
                               allowed="lower <= target", fix="swap the bounds")
-        self.per_neuron, self.weight = per_neuron, float(weight)
+        self.per_neuron = flag(per_neuron, "per_neuron", where="SparsityLoss")
+        self.weight = real(weight, "weight", minimum=0.0, example="weight=1.0", where="SparsityLoss")
         self.schedule = schedule if schedule is not None else Constant(1.0)
 
     def target_for(self, path: str) -> float:
@@ -226,6 +237,7 @@ class FiringRateControl(SparsityLoss):
 
     def __init__(self, rate_from: float, *, strength: float = 100.0, switch_epoch: int = 1,
                  rate_to: float | None = None, per_neuron: bool = False) -> None:
+        strength = real(strength, "strength", minimum=0.0, example="strength=100.0", where="FiringRateControl")
         super().__init__("l1", rate_from, per_neuron=per_neuron, weight=strength,
                          schedule=HardSwitch(switch_epoch, before=1.0, after=0.0))
         self.rate_to = _rate_value(rate_to, "rate_to") if rate_to is not None else None

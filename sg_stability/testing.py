@@ -31,8 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from ._api import find_neurons, patch
-from ._errors import AlreadyPatchedError
-from .surrogates import Surrogate
+from ._errors import AlreadyPatchedError, ConfigError, raw
+from ._handle import live_handles
+from ._validate import flag
+from .surrogates import Surrogate, get
 
 __all__ = ["ConformanceReport", "SurrogateProbe", "module_fingerprint", "verify_patch"]
 
@@ -130,6 +132,12 @@ class ConformanceReport:
 def _forward_backward(model: nn.Module, run: Callable[[nn.Module], Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
     model.zero_grad(set_to_none=True)
     out = run(model)
+    if not isinstance(out, Tensor) or not out.is_floating_point():
+        raise ConfigError("verify_patch: run(model) must return the output as one floating-point tensor",
+                          got=raw(f"{type(out).__name__}" + (f" of dtype {out.dtype}" if isinstance(out, Tensor)
+                                                              else "")),
+                          allowed="a tensor of spikes or membranes (e.g. torch.stack(outputs))",
+                          fix="return one tensor from run, e.g. lambda m: m(x)[0] for a (spikes, state) pair")
     weights = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
     loss = (out.double() * weights).sum()
     if loss.requires_grad:
@@ -146,7 +154,24 @@ def verify_patch(
     raise_on_failure: bool = True,
     **params: Any,
 ) -> ConformanceReport:
-    """Run the conformance battery (module docstring) on ``model``; leaves it unpatched."""
+    """Run the conformance battery (module docstring) on ``model``; leaves it unpatched (also when it raises)."""
+    if not callable(run):
+        raise ConfigError("verify_patch: run must be a callable run(model) -> output tensor", got=run,
+                          allowed="a function that resets the model, runs a fixed input and returns a tensor",
+                          fix="pass e.g. run=lambda m: m(x)")
+    get(surrogate, **params)  # a bad surrogate is a four-part error before anything is patched
+    flag(raise_on_failure, "raise_on_failure", where="verify_patch")
+    before = len(live_handles(model))
+    try:
+        return _verify(model, run, surrogate, raise_on_failure, params)
+    except BaseException:
+        for handle in live_handles(model)[before:]:  # the patches this call made
+            handle.remove(force=True)
+        raise
+
+
+def _verify(model: nn.Module, run: Callable[[nn.Module], Tensor], surrogate: str | Surrogate,
+            raise_on_failure: bool, params: dict[str, Any]) -> ConformanceReport:
     failures: list[str] = []
     sites = find_neurons(model)
     paths = [s.path for s in sites]

@@ -192,8 +192,8 @@ def test_neurons_without_weights_are_a_four_part_error():
     assert "no weights feed any spiking layer" in str(info.value) and "fix:" in str(info.value)
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [({"target": 0.0}, "target gain"),
-                                               ({"target": float("nan")}, "target gain"),
+@pytest.mark.parametrize(("kwargs", "words"), [({"target": 0.0}, "target is out of range"),
+                                               ({"target": float("nan")}, "target is NaN"),
                                                ({"loss_fn": lambda m, b: 0}, "loss_fn was given without batches"),
                                                ({"family": "triangel"}, "triangular")])
 def test_stabilize_bad_arguments(kwargs, words):

@@ -71,7 +71,7 @@ def test_bad_dampening_and_sharpness(kwargs, got, words):
 def test_tail_must_exceed_one(tail):
     with pytest.raises(sg.ConfigError) as e:
         sg.patch(net(), "q_pseudospike", tail=tail)
-    assert "q must be finite and greater than 1" in four_part(e.value, repr(tail))
+    assert "q must be finite, greater than 1" in four_part(e.value, repr(tail))
 
 
 def test_parameter_the_family_does_not_have():

@@ -110,7 +110,7 @@ def test_stabilize_with_init():
     (lambda n, x: sg.init.calibrate_rate(n, x, target_rate=1.5), "target_rate"),
     (lambda n, x: sg.init.initialize(n, x, "glorot"), "unknown initialisation method"),
     (lambda n, x: sg.init.fluctuation(n, x, mu_u="mean"), "mu_u"),
-    (lambda n, x: sg.stabilize(n, x, init="he"), "unknown initialisation method"),
+    (lambda n, x: sg.stabilize(n, x, init="he"), "unknown init"),
 ])
 def test_bad_input(call, words):
     net, x = small_net("snntorch")

@@ -10,6 +10,7 @@ adds the shortlist's first choice (:func:`~.shortlist.candidates`) as ``report.r
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,13 @@ import torch
 from torch import nn
 
 from .. import stability as cond
-from .._errors import ConfigError, raw
+from .._errors import ConfigError, did_you_mean, raw
+from .._validate import integer, real
 from ..surrogates import Surrogate, get
 from . import estimates as est
 from .measure import gradient_norms, measured_layer, measured_temporal
 from .report import LayerReport, StabilityReport
+from .sample import with_time_dim
 from .shortlist import candidates
 from .tracing import Record, Run, StepRef, traced, value
 
@@ -37,11 +40,40 @@ class _RunContext:
     depth_gamma: float | None  # the feed-forward depth rule's dampening, with two or more weighted layers
 
 
+def check_options(probes: Any, seed: Any, target: Any) -> None:
+    """Four-part errors for the analysis options, before anything runs (layer names in ``target`` are checked
+    once the layers are known)."""
+    integer(probes, "probes", minimum=1, example="probes=4 (random probe vectors per measured gain)")
+    integer(seed, "seed", example="seed=0")
+    if isinstance(target, Mapping):
+        for name, goal in target.items():
+            if not isinstance(name, str):
+                raise ConfigError("target keys must be layer names", got=name,
+                                  allowed="the layer names of sg.find_neurons(model) (module paths)",
+                                  fix='e.g. target={"lif1": 1.0}')
+            real(goal, f"target[{name!r}]", above=0.0, example=f"target={{{name!r}: 1.0}}")
+    else:
+        real(target, "target", above=0.0, example="target=1.0 (gradients neither grow nor shrink)")
+
+
+def _check_target_names(target: Any, paths: list[str]) -> None:
+    if isinstance(target, Mapping):
+        unknown = [k for k in target if k not in paths]
+        if unknown:
+            raise ConfigError(f"target names layers the model does not run.{did_you_mean(unknown[0], paths)}",
+                              got=unknown, allowed=f"layer names among {paths}",
+                              fix="use the names sg.analyze(model, sample) reports (module paths)")
+
+
 def analyze_layers(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
-                   probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0) -> StabilityReport:
+                   probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0,
+                   time_dim: int | None = None) -> StabilityReport:
     """The per-layer analysis of :func:`analyze`, without the recommendation."""
+    check_options(probes, seed, target)
+    run = with_time_dim(run, time_dim)
     with traced(model, sample, run=run, surrogate=surrogate) as trace:
         ordered = trace.ordered()
+        _check_target_names(target, [r.path for r in ordered])
         if not ordered:
             raise ConfigError("no spiking layer called its surrogate while running the sample",
                               got=raw(f"{len(trace.records)} neuron sites, none fired a surrogate call"),
@@ -65,13 +97,14 @@ def analyze_layers(model: nn.Module, sample: Any, *, run: Run | None = None, sur
         layers = []
         for k, rec in enumerate(ordered):
             nxt = ordered[k + 1] if k + 1 < len(ordered) else None
-            goal = target.get(rec.path, 1.0) if isinstance(target, dict) else float(target)
+            goal = target.get(rec.path, 1.0) if isinstance(target, Mapping) else float(target)
             layers.append(_layer_report(rec, nxt, ctx, goal))
         return StabilityReport(layers, ctx.steps)
 
 
 def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
-            probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0) -> StabilityReport:
+            probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0,
+            time_dim: int | None = None) -> StabilityReport:
     """Analyze every spiking layer of ``model`` on ``sample`` before training, and recommend a surrogate.
 
     ``run(model, sample)`` runs the model on the whole sequence (default ``model(sample)``, after resetting
@@ -79,8 +112,12 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     recommendation keeps its family). ``target`` is the gain the paper's Conditions III and IV aim at (1: neither
     growth nor decay), per layer name when a mapping. ``report.recommended`` is the stability analysis' first
     choice (:func:`~sg_stability.candidates`), what :func:`sg_stability.stabilize` installs without training data.
+    ``time_dim`` names the sample's time dimension when it is not 0 (e.g. 1 for ``[batch, time, ...]``): the
+    sample is moved time-first before ``run`` (or the model) sees it, and the steps the model took are checked
+    against that dimension.
     The model is left exactly as it was. See :class:`StabilityReport` and :class:`LayerReport`.
     """
+    run = with_time_dim(run, time_dim)
     report = analyze_layers(model, sample, run=run, surrogate=surrogate, probes=probes, seed=seed, target=target)
     family = get(surrogate) if surrogate is not None else get("fast_sigmoid")
     report.recommended = candidates(model, sample, run=run, family=family, seed=seed)[0]

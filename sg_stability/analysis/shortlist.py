@@ -41,9 +41,11 @@ import torch
 from torch import Tensor, nn
 
 from .._errors import ConfigError
+from .._validate import integer
 from ..stability import late_growth
 from ..surrogates import Surrogate, get
 from .measure import gradient_norms
+from .sample import with_time_dim
 from .tracing import Run, traced, value
 
 #: sharpness grid in threshold units (surrogate width relative to the threshold), widest first
@@ -127,18 +129,20 @@ def bptt_growth(model: nn.Module, sample: Any, surrogate: Surrogate, run: Run | 
 
 
 def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family: str | Surrogate = "fast_sigmoid",
-               seed: int = 0) -> list[Candidate]:
+               seed: int = 0, time_dim: int | None = None) -> list[Candidate]:
     """The shortlist, most preferred first (see the module docstring): ``family`` at sharpness ``b / threshold``
     for each ``b`` in :data:`SHARPNESS_UNITS` and area ``dampening / sharpness`` in :data:`AREAS` (dampening at
     most the family's peak / threshold; duplicates dropped), each with its measured reach and BPTT growth; then
     the model's own surrogate (the incumbent), when every layer holds the same one. The model is left as it
-    was."""
+    was. ``time_dim`` as for :func:`~sg_stability.analyze`."""
+    integer(seed, "seed", example="seed=0")
+    base = get(family)
+    run = with_time_dim(run, time_dim)
     layers = record_membranes(model, sample, run)
     if not layers:
         raise ConfigError("no spiking layer recorded a membrane on the sample", got=type(sample).__name__,
                           allowed="a sample that runs the model's neurons", fix="pass run=... as in training")
     theta = float(torch.tensor([m.threshold for m in layers]).median())
-    base = get(family)
     peak = float(torch.as_tensor(base.dampening).max())
     ranked: list[tuple[tuple[float, ...], Candidate]] = []
     seen: set[tuple[float, float]] = set()

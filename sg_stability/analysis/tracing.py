@@ -23,12 +23,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._api import install, neuron_sites
+from .._api import neuron_sites
 from .._errors import ConfigError, raw
+from .._handle import model_lock
+from .._install import install
 from .._transaction import Transaction
 from ..adapter_api import NeuronSite, PatchOptions
 from ..plugins import read_native
 from ..surrogates import Surrogate, get
+from .sample import check_layout, check_sample, check_shared_neurons
 
 Run = Callable[[nn.Module, Any], Any]
 #: a tensor, and the index along dim 0 when it holds the whole sequence (None: the tensor is one step)
@@ -233,6 +236,13 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
     """Run ``model`` on ``sample`` with recording surrogates and hooks installed; everything is removed on exit,
     so the model is left exactly as it was. Raises a four-part error when the run fails."""
     sites = neuron_sites(model, "analyze")
+    check_sample(sample, run)
+    with model_lock(model):  # no other thread patches the model while recording surrogates are in it
+        yield from _traced(model, sites, sample, run=run, surrogate=surrogate, grad=grad)
+
+
+def _traced(model: nn.Module, sites: list[NeuronSite], sample: Any, *, run: Run | None,
+            surrogate: str | Surrogate | None, grad: bool) -> Iterator[Trace]:
     requested = get(surrogate) if surrogate is not None else None
     records = {s.path: Record(s, *analysis_surrogate(s, requested)) for s in sites}
     trace = Trace(model, sample, run or (lambda m, x: m(x)), grad, records)
@@ -256,6 +266,9 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
                 hooks.append(observed.register_forward_hook(
                     lambda mod, args, out, rec=rec: rec.calls.append(args[0])))
         trace.rerun()
+        steps = {rec.site.module: len(rec.spike_steps()) for rec in trace.ordered()}
+        check_shared_neurons(model, steps, sample, run)
+        check_layout(sample, run, max(steps.values(), default=0))
         yield trace
     finally:
         for h in hooks:

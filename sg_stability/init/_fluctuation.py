@@ -4,12 +4,14 @@ variance flow (Micheli et al. 2024)."""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
 from .._errors import ConfigError
+from .._validate import real
 from ..analysis import Run
 from ._layers import InitLayer, run_per_layer
 from ._report import InitReport, Writer
@@ -30,12 +32,18 @@ def fluctuation(model: nn.Module, sample: Any, *, run: Run | None = None, mu_u: 
     ``(theta - mu_u)/xi``. ``mu_u="threshold"`` is the paper's variant: mean membrane at threshold, sigma_U =
     theta, and no ``- mu_w^2`` correction. Weights are normal. Needs ``leak < 1``.
     """
-    if not (mu_u == "threshold" or isinstance(mu_u, (int, float))):
-        raise ConfigError("mu_u must be a number or 'threshold'", got=mu_u, allowed="a float, or 'threshold'",
-                          fix="pass mu_u=0.0 (Rossbroich's default) or mu_u='threshold' (the paper's variant)")
-    if not 0.0 < feedforward_share <= 1.0:
-        raise ConfigError("feedforward_share must lie in (0, 1]", got=feedforward_share, allowed="0 < share <= 1",
-                          fix="pass 0.9 (stork's default)")
+    if mu_u != "threshold":
+        if isinstance(mu_u, str | bool) or not isinstance(mu_u, numbers.Real):
+            raise ConfigError("fluctuation: mu_u must be a number or 'threshold'", got=mu_u,
+                              allowed="a finite float, or 'threshold'",
+                              fix="pass mu_u=0.0 (Rossbroich's default) or mu_u='threshold' (the paper's variant)")
+        mu_u = real(mu_u, "mu_u", example="mu_u=0.0 (Rossbroich's default)", where="fluctuation")
+    if sigma_u is not None:
+        sigma_u = real(sigma_u, "sigma_u", above=0.0, example="sigma_u=1.0, or leave it out for (theta - mu_u)/xi",
+                       where="fluctuation")
+    xi = real(xi, "xi", above=0.0, example="xi=1.0 (sigma_U one threshold distance)", where="fluctuation")
+    feedforward_share = real(feedforward_share, "feedforward_share", above=0.0, maximum=1.0,
+                             example="feedforward_share=0.9 (stork's default)", where="fluctuation")
 
     def apply(layer: InitLayer, writer: Writer, report: InitReport) -> None:
         dyn = layer.dynamics

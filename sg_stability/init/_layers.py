@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._validate import flag
 from ..analysis import Record, Run, Trace, traced
 from ..stability import Dynamics
 from ._report import InitReport, Writer, check_parametrized
@@ -66,8 +67,8 @@ def run_per_layer(model: nn.Module, sample: Any, run: Run | None, method: str, b
     layers below it were initialised (one trace, run again after each change)."""
     check_parametrized(model)
     report = InitReport(method)
-    writer = Writer(report, backup)
-    with traced(model, sample, run=run, grad=False) as trace:
+    with Writer(report, flag(backup, "backup", where="init")) as writer, \
+            traced(model, sample, run=run, grad=False) as trace:
         layers = layers_of(trace)
         for k in range(len(layers)):
             if k:  # the statistics of layer k depend on the layers below, initialised by now

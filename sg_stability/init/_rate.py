@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._errors import ConfigError
+from .._validate import flag, integer, real
 from ..analysis import Run, traced
 from ._layers import layers_of, rate_of
 from ._report import InitReport, Writer, check_parametrized
@@ -20,16 +20,17 @@ def calibrate_rate(model: nn.Module, sample: Any, *, target_rate: float = 0.5, r
     """The paper's "adjfi" as a calibration: per layer, in execution order, shift the bias of the weight that
     feeds it (or, without a bias, the mean of that weight) by bisection until the layer's firing rate on
     ``sample`` is within ``tolerance`` of ``target_rate``."""
-    if not (isinstance(target_rate, (int, float)) and 0.0 < target_rate < 1.0):
-        raise ConfigError("target_rate must lie strictly between 0 and 1", got=target_rate,
-                          allowed="0 < target_rate < 1 (a firing probability per step)",
-                          fix="pass e.g. target_rate=0.5 (Condition I) or 0.158")
+    target_rate = real(target_rate, "target_rate", above=0.0, below=1.0, where="calibrate_rate",
+                       example="target_rate=0.5 (Condition I) or 0.158 (a firing probability per step)")
+    tolerance = real(tolerance, "tolerance", above=0.0, below=1.0, example="tolerance=0.01", where="calibrate_rate")
+    max_steps = integer(max_steps, "max_steps", minimum=1, example="max_steps=40", where="calibrate_rate")
+    backup = flag(backup, "backup", where="calibrate_rate")
+    progress = flag(progress, "progress", where="calibrate_rate")
     from tqdm.auto import tqdm
 
     check_parametrized(model)
     report = InitReport(f"firing-rate calibration to {target_rate:g}")
-    writer = Writer(report, backup)
-    with traced(model, sample, run=run, grad=False) as trace:
+    with Writer(report, backup) as writer, traced(model, sample, run=run, grad=False) as trace:
         layers = layers_of(trace)
         with tqdm(total=len(layers) * max_steps, desc="calibrating firing rates", disable=not progress,
                   leave=False) as bar:
@@ -39,6 +40,7 @@ def calibrate_rate(model: nn.Module, sample: Any, *, target_rate: float = 0.5, r
                     report.skipped.append(f"{first.name}: no bias or weight feeds it")
                     continue
                 base = param.detach().double().clone()
+                writer.touch(param)  # trials write in place: the writer puts it back if anything fails
 
                 def rate_at(shift: float, param: Tensor = param, base: Tensor = base, k: int = k) -> float:
                     with torch.no_grad():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Self
 
 import torch
 from torch import Tensor, nn
 
-from .._errors import ConfigError
+from .._errors import ConfigError, raw
 
 
 @dataclass(frozen=True)
@@ -55,31 +56,59 @@ def stats(t: Tensor) -> tuple[float, float]:
 
 class Writer:
     """Writes new values into weights in place (Parameter identity, optimizer state and zero diagonals kept) and
-    records each change in the report (with a backup when asked)."""
+    records each change in the report (with a backup when asked).
+
+    Every tensor it writes (or that :meth:`touch` names before an in-place trial) keeps its original values until
+    :meth:`finish`; inside ``with writer:`` any exception -- a bad value, a failed run, ``KeyboardInterrupt`` --
+    puts them all back, so a failed initialisation leaves the model as it was."""
 
     def __init__(self, report: InitReport, backup: bool) -> None:
         self.report = report
         self.backup = backup
-        if backup:
-            report._backup = []
+        self._originals: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def touch(self, param: Tensor) -> None:
+        """Keep ``param``'s current values (before the first in-place change)."""
+        if id(param) not in self._originals:
+            self._originals[id(param)] = (param, param.detach().clone())
 
     def write(self, layer: str, role: str, param: Tensor, new: Tensor, rule: str) -> None:
         if not isinstance(param, nn.Parameter) and not param.requires_grad:
             raise ConfigError(f"{layer}: the {role} weights are not a Parameter that can be written in place",
                               got=type(param).__name__, allowed="nn.Parameter",
                               fix="initialise this layer by hand")
+        if not bool(torch.isfinite(new).all()):
+            raise ConfigError(f"{layer}: the initialisation computed non-finite {role} weights ({rule}); nothing "
+                              "was changed", got=raw(f"{int((~torch.isfinite(new)).sum())} NaN/inf values"),
+                              allowed="finite weights",
+                              fix="check the sample (finite, the model's input layout) and the options; "
+                              "a layer that never spikes on the sample gives no statistics")
         before = stats(param)
         zero_diag = param.dim() == 2 and param.shape[0] == param.shape[1] and bool(
             (torch.diagonal(param.detach()) == 0).all())
+        self.touch(param)
         with torch.no_grad():
-            if self.backup and self.report._backup is not None and all(p is not param for p, _ in self.report._backup):
-                self.report._backup.append((param, param.detach().clone()))
             new = new.to(param.dtype).reshape(param.shape)
             if zero_diag:
                 new = new.clone()
                 new.fill_diagonal_(0.0)
             param.copy_(new)
         self.report.changes.append(WeightChange(layer, role, before, stats(param), rule))
+
+    def rollback(self) -> None:
+        with torch.no_grad():
+            for param, old in self._originals.values():
+                param.copy_(old)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.rollback()
+        elif self.backup:
+            self.report._backup = list(self._originals.values())
+        self._originals = {}
 
 
 def check_parametrized(model: nn.Module) -> None:

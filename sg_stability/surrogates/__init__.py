@@ -4,7 +4,7 @@ Families: ``rectangular``, ``triangular``, ``exponential``, ``gaussian``, ``sigm
 ``fast_sigmoid``, ``q_pseudospike``, ``atan`` (see :func:`families`; plugins may add more).
 """
 
-from ._base import Surrogate
+from ._base import Surrogate, clamp_learnable_
 from ._families import (
     ATan,
     Exponential,
@@ -15,10 +15,11 @@ from ._families import (
     Sigmoid,
     Triangular,
 )
-from ._params import STRICT, Heaviside, SurrogateDescription
+from ._params import RANGES, STRICT, Heaviside, SurrogateDescription
 from ._registry import families, family_class, get, register_family
 
 __all__ = [
+    "RANGES",
     "STRICT",
     "ATan",
     "Exponential",
@@ -31,6 +32,7 @@ __all__ = [
     "Surrogate",
     "SurrogateDescription",
     "Triangular",
+    "clamp_learnable_",
     "families",
     "family_class",
     "get",

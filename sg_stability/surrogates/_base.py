@@ -24,7 +24,18 @@ from torch import Tensor, nn
 
 from .._errors import ConfigError, raw
 from ._cuda import CudaCodegen
-from ._params import STRICT, Heaviside, Param, SurrogateDescription, check_broadcast, format_param, validated
+from ._params import (
+    RANGES,
+    STRICT,
+    Heaviside,
+    Param,
+    SurrogateDescription,
+    check_broadcast,
+    check_learnable,
+    format_param,
+    reject_unknown,
+    validated,
+)
 
 _HALF_TYPES = (torch.float16, torch.bfloat16)
 
@@ -99,7 +110,7 @@ class Surrogate(nn.Module):
     """Base class of the canonical surrogate families.
 
     Subclasses set ``family`` and implement the unit shape as static methods of
-    ``(u, tail)``: ``_unit`` (f), ``_cdf`` (Phi(u) = 1/2 + G_1(u)), ``_moment`` (G_m) and
+    ``(u, tail)``: ``_unit`` (f), ``_lower_tail`` (Phi(-|u|) = 1/2 - G_1(|u|)), ``_moment`` (G_m) and
     ``_hwhm_unit``. ``_derivative``/``_backward`` may be overridden with fused forms.
     """
 
@@ -121,8 +132,11 @@ class Surrogate(nn.Module):
         *,
         heaviside: Heaviside = STRICT,
         spiking: bool = True,
+        **unknown: Any,
     ) -> None:
         super().__init__()
+        if unknown:
+            reject_unknown(type(self).__name__, type(self).param_names, unknown)
         if not self.family:
             raise ConfigError(
                 "Surrogate is an abstract base class",
@@ -130,10 +144,17 @@ class Surrogate(nn.Module):
                 allowed="one of the families in sg_stability.surrogates.families()",
                 fix='use e.g. sg.surrogates.get("fast_sigmoid") or subclass Surrogate with a family name',
             )
+        if not (isinstance(heaviside, tuple) and len(heaviside) == 2 and all(isinstance(b, bool) for b in heaviside)):
+            raise ConfigError(f"{self.family}: heaviside must be a Heaviside convention", got=heaviside,
+                              allowed="sg_stability.surrogates.Heaviside(inclusive: bool, float32: bool)",
+                              fix="leave it out (v > 0) or pass Heaviside(inclusive=True) for v >= 0")
+        if not isinstance(spiking, bool):
+            raise ConfigError(f"{self.family}: spiking must be True or False", got=spiking, allowed="True or False",
+                              fix="pass spiking=False for the smooth primitive (ANN mode), else leave it out")
         self.heaviside = Heaviside(*heaviside)
         #: the neuron site it is installed at (set by the adapter that installs it; named in errors)
         self.site_path: str | None = None
-        self.spiking = bool(spiking)
+        self.spiking = spiking
         self.dampening = dampening
         self.sharpness = sharpness
 
@@ -175,12 +196,31 @@ class Surrogate(nn.Module):
     def tail_value(self) -> float:
         return 0.0
 
+    def clamp_(self) -> Surrogate:
+        """Clamp learnable (tensor) parameters into their valid range in place (:data:`RANGES`); call it after
+        an optimizer step that may push them out (a dampening below 0 has no meaning)."""
+        with torch.no_grad():
+            for name in ("dampening", "sharpness"):
+                p = getattr(self, name)
+                if isinstance(p, Tensor):
+                    p.nan_to_num_(nan=RANGES[name][0]).clamp_(*RANGES[name])
+        return self
+
     # -- the module -------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         gamma, beta = self.dampening, self.sharpness
         for name, p in (("dampening", gamma), ("sharpness", beta)):
+            if isinstance(p, Tensor) and p.dim() > 0 and p.device != x.device:
+                raise ConfigError(
+                    f"{self.family}: per-neuron {name} is on {p.device} but the membrane is on {x.device}"
+                    + (f" at neuron site {self.site_path!r}" if self.site_path else ""),
+                    got=raw(f"{name} on {p.device}, input on {x.device}"), allowed="the same device",
+                    fix="patch before model.to(device) (installed surrogates move with the model), or move "
+                    f"the tensor: {name}=t.to(device)")
             if isinstance(p, Tensor) and p.dim() > 0 and p.numel() > 1:
                 check_broadcast(self.family, self.site_path, name, p, x)
+            if isinstance(p, nn.Parameter) and p.requires_grad:
+                check_learnable(self.family, self.site_path, name, p)
         return self._function.apply(
             x, gamma, beta, self.tail_value, self.heaviside.inclusive, self.heaviside.float32, self.spiking
         )
@@ -257,8 +297,14 @@ class Surrogate(nn.Module):
         raise NotImplementedError  # pragma: no cover - every registered family overrides it
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
         raise NotImplementedError  # pragma: no cover
+
+    @classmethod
+    def _cdf(cls, u: Tensor, tail: float) -> Tensor:
+        """Phi(u) from the lower tail Phi(-|u|), so that Phi is accurate where it is small."""
+        low = cls._lower_tail(u.abs(), tail)
+        return torch.where(u < 0, low, 1.0 - low)
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -288,3 +334,12 @@ class Surrogate(nn.Module):
     def cuda_float(x: str, p: str, gamma: float, beta: float, tail: float) -> tuple[str, str]:
         """C statements (temporaries prefixed ``p``) and an expression for gamma * f(beta * x), in float."""
         raise NotImplementedError  # pragma: no cover
+
+
+def clamp_learnable_(model: nn.Module) -> int:
+    """Clamp the learnable parameters of every sg_stability surrogate in ``model`` into their valid range, in
+    place (call after ``optimizer.step()``). Returns how many surrogates were visited."""
+    surrogates = [m for m in model.modules() if isinstance(m, Surrogate)]
+    for s in surrogates:
+        s.clamp_()
+    return len(surrogates)

@@ -1,6 +1,7 @@
 """The eight canonical families of decisions D2 (formulas: paper.md section 2 and 3.4).
 
-Each unit shape f has f(0) = 1 and integral 1. ``_cdf`` is Phi(u) = 1/2 + G_1(u); ``_moment`` is
+Each unit shape f has f(0) = 1 and integral 1. ``_lower_tail`` is Phi(-|u|) = 1/2 - G_1(|u|), written
+without the cancellation of that difference (accurate primitives and learnable-parameter gradients); ``_moment`` is
 G_m(u) = integral_0^u f(t)^m dt in closed form. Every formula is written to stay finite for
 |u| up to inf: no inf - inf, no inf / inf, no 0 * inf.
 """
@@ -8,7 +9,7 @@ G_m(u) = integral_0^u f(t)^m dt in closed form. Every formula is written to stay
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -34,8 +35,8 @@ class Rectangular(Surrogate):
         return (u.abs() < 0.5).to(u.dtype)
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
-        return (u + 0.5).clamp(0.0, 1.0)
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
+        return (0.5 - a).clamp_min(0.0)
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -47,7 +48,9 @@ class Rectangular(Surrogate):
 
     @staticmethod
     def _lean_save(x: Tensor, beta: float) -> Tensor:
-        return x.abs() < 0.5 / beta  # one byte per element instead of x
+        # one byte per element instead of x; |x| beta < 1/2 rather than |x| < 1/(2 beta), which rounds to 0 in
+        # float16 for large beta (the product is formed in float32)
+        return x.abs() * beta < 0.5
 
     @staticmethod
     def _lean_backward(grad: Tensor, saved: Tensor, gamma: Param) -> Tensor:
@@ -69,8 +72,8 @@ class Triangular(Surrogate):
         return (1.0 - u.abs()).clamp_min(0.0)
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
-        return 0.5 + Triangular._moment(u, 1, tail)
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
+        return (1.0 - a.clamp_max(1.0)).square() * 0.5
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -97,8 +100,8 @@ class Exponential(Surrogate):
         return torch.exp(u.abs() * -2.0)
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
-        return 0.5 + Exponential._moment(u, 1, tail)
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
+        return torch.exp(a * -2.0) * 0.5
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -124,8 +127,8 @@ class Gaussian(Surrogate):
         return torch.exp(u.square() * -_PI)
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
-        return 0.5 + 0.5 * torch.erf(u * math.sqrt(_PI))
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
+        return torch.erfc(a * math.sqrt(_PI)) * 0.5
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -153,8 +156,8 @@ class Sigmoid(Surrogate):
         return 4.0 * e / (1.0 + e).square()
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
-        return torch.sigmoid(4.0 * u)
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
+        return torch.sigmoid(a * -4.0)
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -194,9 +197,10 @@ class QPseudoSpike(Surrogate):
         *,
         heaviside: Heaviside = STRICT,
         spiking: bool = True,
+        **unknown: Any,
     ) -> None:
         self.__dict__["tail"] = 1.56  # placeholder so tail_value works during base __init__
-        super().__init__(dampening, sharpness, heaviside=heaviside, spiking=spiking)
+        super().__init__(dampening, sharpness, heaviside=heaviside, spiking=spiking, **unknown)
         self.tail = tail
 
     @property
@@ -212,8 +216,8 @@ class QPseudoSpike(Surrogate):
         return torch.exp(QPseudoSpike._log_base(u, tail) * -tail)
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
-        return 0.5 + QPseudoSpike._moment(u, 1, tail)
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
+        return torch.exp(QPseudoSpike._log_base(a, tail) * (1.0 - tail)) * 0.5
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -248,8 +252,9 @@ class FastSigmoid(QPseudoSpike):
         *,
         heaviside: Heaviside = STRICT,
         spiking: bool = True,
+        **unknown: Any,
     ) -> None:
-        Surrogate.__init__(self, dampening, sharpness, heaviside=heaviside, spiking=spiking)
+        Surrogate.__init__(self, dampening, sharpness, heaviside=heaviside, spiking=spiking, **unknown)
 
     @property
     def tail_value(self) -> float:
@@ -284,8 +289,8 @@ class ATan(Surrogate):
         return torch.reciprocal((u * _PI).square() + 1.0)
 
     @staticmethod
-    def _cdf(u: Tensor, tail: float) -> Tensor:
-        return 0.5 + torch.atan(u * _PI) / _PI
+    def _lower_tail(a: Tensor, tail: float) -> Tensor:
+        return torch.atan(torch.reciprocal(a * _PI)) / _PI  # 1/2 - atan(pi a)/pi without the cancellation
 
     @staticmethod
     def _moment(u: Tensor, m: int, tail: float) -> Tensor:
@@ -306,8 +311,9 @@ class ATan(Surrogate):
     def _backward(cls, grad: Tensor, x: Tensor, gamma: Param, beta: Param, tail: float) -> Tensor:
         if isinstance(gamma, Tensor) or isinstance(beta, Tensor):
             return super()._backward(grad, x, gamma, beta, tail)
-        # gamma / (1 + (pi beta x)^2) = grad / (x^2 (pi beta)^2 / gamma + 1 / gamma): 4 passes
-        denom = x.square().mul_((_PI * beta) ** 2 / gamma).add_(1.0 / gamma)
+        # gamma / (1 + (pi beta x)^2) = grad / ((pi beta x / sqrt(gamma))^2 + 1 / gamma): 4 passes; scaling x before
+        # squaring, the square overflows only where the exact result is below 1 / float max
+        denom = x.mul(_PI * beta / math.sqrt(gamma)).square_().add_(1.0 / gamma)
         return grad / denom
 
 

@@ -1,0 +1,104 @@
+"""Argument checks shared by the public entry points.
+
+Each check returns the value in its canonical Python type or raises a four-part :class:`ConfigError` that names
+the argument, the value received, what is allowed and how to fix it. Checks run before anything is changed, so a
+rejected call leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ._errors import ConfigError, did_you_mean
+
+
+def _bounds(minimum: float | None, maximum: float | None, above: float | None, below: float | None) -> str:
+    low = f"> {above:g}" if above is not None else (f">= {minimum:g}" if minimum is not None else "")
+    high = f"< {below:g}" if below is not None else (f"<= {maximum:g}" if maximum is not None else "")
+    return " and ".join(p for p in (low, high) if p)
+
+
+def real(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
+         above: float | None = None, below: float | None = None, example: str | None = None,
+         where: str = "") -> float:
+    """A finite real number within the bounds (``minimum``/``maximum`` inclusive, ``above``/``below`` exclusive)."""
+    bounds = _bounds(minimum, maximum, above, below)
+    allowed = "a finite number" + (f" {bounds}" if bounds else "")
+    fix = f"pass e.g. {example or f'{name}=1.0'}"
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{prefix}{name} must be a number", got=value, allowed=allowed,
+                          fix=fix + (" (a Python number: float(t) for a tensor)" if hasattr(value, "shape") else ""))
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf if value > 0 else -math.inf  # type: ignore[operator]  # only an int overflows float()
+    if math.isnan(v):
+        raise ConfigError(f"{prefix}{name} is NaN", got=value, allowed=allowed,
+                          fix=f"check where {name} was computed; {fix}")
+    if math.isinf(v):
+        raise ConfigError(f"{prefix}{name} must be finite", got=value, allowed=allowed, fix=fix)
+    if ((minimum is not None and v < minimum) or (maximum is not None and v > maximum)
+            or (above is not None and v <= above) or (below is not None and v >= below)):
+        raise ConfigError(f"{prefix}{name} is out of range", got=value, allowed=allowed, fix=fix)
+    return v
+
+
+def integer(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None,
+            example: str | None = None, where: str = "") -> int:
+    """An integer (not a bool, not a float) within the bounds."""
+    bounds = _bounds(minimum, maximum, None, None)
+    allowed = "an integer" + (f" {bounds}" if bounds else "")
+    prefix = f"{where}: " if where else ""
+    fix = f"pass e.g. {example or f'{name}={minimum if minimum is not None else 0}'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{prefix}{name} must be an integer", got=value, allowed=allowed, fix=fix)
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise ConfigError(f"{prefix}{name} is out of range", got=value, allowed=allowed, fix=fix)
+    return v
+
+
+def flag(value: Any, name: str, *, where: str = "") -> bool:
+    """A real bool: ``"no"``, ``0`` or ``None`` are not taken for ``False``."""
+    if not isinstance(value, bool):
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}{name} must be True or False", got=value, allowed="True or False",
+                          fix=f"pass {name}=True or {name}=False")
+    return value
+
+
+def option(value: Any, name: str, options: Iterable[str], *, example: str | None = None, where: str = "") -> str:
+    """One of ``options`` (strings), with a did-you-mean hint."""
+    choices = list(options)
+    prefix = f"{where}: " if where else ""
+    if not isinstance(value, str) or value not in choices:
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        raise ConfigError(f"{prefix}unknown {name}.{hint}", got=value, allowed=f"one of {choices}",
+                          fix=f"pass e.g. {example or f'{name}={choices[0]!r}'}")
+    return value
+
+
+def keywords(given: Any, name: str, func: Callable[..., Any], *, skip: Iterable[str] = (),
+             where: str = "") -> dict[str, Any]:
+    """``given`` as keyword arguments of ``func``: a mapping with string keys that ``func`` accepts (``skip``:
+    names the caller passes itself)."""
+    prefix = f"{where}: " if where else ""
+    accepted = sorted(p.name for p in inspect.signature(func).parameters.values()
+                      if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in set(skip))
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping) or not all(isinstance(k, str) for k in given):
+        raise ConfigError(f"{prefix}{name} must be a dict of keyword arguments", got=given,
+                          allowed=f"a dict with keys among {accepted}", fix=f"pass e.g. {name}={{}}")
+    unknown = [k for k in given if k not in accepted]
+    if unknown:
+        hint = did_you_mean(unknown[0], accepted)
+        raise ConfigError(f"{prefix}{name} has keys {getattr(func, '__name__', 'it')}() does not take.{hint}",
+                          got=unknown, allowed=f"keys among {accepted}",
+                          fix=f"drop or rename {unknown}; see help(sg.init.{getattr(func, '__name__', '')})")
+    return dict(given)
