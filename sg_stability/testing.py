@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ._api import find_neurons, patch
 from ._errors import AlreadyPatchedError, ConfigError, raw
 from ._handle import live_handles
+from ._transaction import preserved_state
 from ._validate import flag
 from .surrogates import Surrogate, get
 
@@ -155,6 +156,8 @@ def verify_patch(
     **params: Any,
 ) -> ConformanceReport:
     """Run the conformance battery (module docstring) on ``model``; leaves it unpatched (also when it raises)."""
+    if not isinstance(model, nn.Module):
+        find_neurons(model)  # the four-part "needs a torch.nn.Module"
     if not callable(run):
         raise ConfigError("verify_patch: run must be a callable run(model) -> output tensor", got=run,
                           allowed="a function that resets the model, runs a fixed input and returns a tensor",
@@ -163,7 +166,8 @@ def verify_patch(
     flag(raise_on_failure, "raise_on_failure", where="verify_patch")
     before = len(live_handles(model))
     try:
-        return _verify(model, run, surrogate, raise_on_failure, params)
+        with preserved_state(model):  # the runs leave no hidden state behind either
+            return _verify(model, run, surrogate, raise_on_failure, params)
     except BaseException:
         for handle in live_handles(model)[before:]:  # the patches this call made
             handle.remove(force=True)

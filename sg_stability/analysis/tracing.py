@@ -27,7 +27,7 @@ from .._api import neuron_sites
 from .._errors import ConfigError, raw
 from .._handle import model_lock
 from .._install import install
-from .._transaction import Transaction
+from .._transaction import Transaction, preserved_state
 from ..adapter_api import NeuronSite, PatchOptions
 from ..plugins import read_native
 from ..surrogates import Surrogate, get
@@ -236,8 +236,12 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
     """Run ``model`` on ``sample`` with recording surrogates and hooks installed; everything is removed on exit,
     so the model is left exactly as it was. Raises a four-part error when the run fails."""
     sites = neuron_sites(model, "analyze")
+    if run is not None and not callable(run):
+        raise ConfigError("run must be a callable run(model, sample)", got=run,
+                          allowed="None (the model is called on the sample) or a function (model, x) -> output",
+                          fix="pass e.g. run=lambda model, x: model(x)")
     check_sample(sample, run)
-    with model_lock(model):  # no other thread patches the model while recording surrogates are in it
+    with model_lock(model), preserved_state(model):  # no other thread patches it meanwhile; state put back
         yield from _traced(model, sites, sample, run=run, surrogate=surrogate, grad=grad)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from .._errors import ConfigError
+from .._validate import keywords
 from ._at_threshold import at_threshold, stability
 from ._fluctuation import fluctuation, variance_flow
 from ._rate import calibrate_rate
@@ -21,9 +22,11 @@ METHODS: dict[str, Callable[..., InitReport]] = {"at_threshold": at_threshold, "
 
 def initialize(model: nn.Module, sample: Any, method: str, **options: Any) -> InitReport:
     """Apply the initialiser ``method`` (one of :data:`METHODS`) with its ``options``."""
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ConfigError("unknown initialisation method", got=method,
                           allowed=f"one of {sorted(m for m in METHODS if m != 'stability')}",
                           fix='e.g. init="at_threshold" (the paper: mean membrane at threshold, a high initial '
                               'firing rate)')
-    return METHODS[method](model, sample, **options)
+    run = options.pop("run", None)
+    options = keywords(options, "options", METHODS[method], skip=("run",), where=f"initialize({method!r})")
+    return METHODS[method](model, sample, run=run, **options)
