@@ -13,10 +13,11 @@ import sys
 import types
 from typing import Any
 
+from ._norse_mirror import mirror_name
+
 import torch
 
 MARKER = "sg_stability"
-MIRROR_PREFIX = "sg_stability._norse_mirror."
 THRESHOLD_MODULE = "norse.torch.functional.threshold"
 
 
@@ -97,19 +98,19 @@ _clones: dict[types.FunctionType, types.FunctionType] = {}
 _clone_set: set[types.FunctionType] = set()
 
 
-def _mirror(globals_dict: dict[str, Any]) -> types.ModuleType:
+def mirror(globals_dict: dict[str, Any]) -> types.ModuleType:
     """A private copy of a Norse module's globals with ``threshold`` (and whatever reaches it) replaced."""
     name = globals_dict["__name__"]
     if name in _mirrors:
         return _mirrors[name]
-    private_name = MIRROR_PREFIX + name
-    mirror = types.ModuleType(private_name)
-    _mirrors[name] = mirror  # before filling: helpers may refer back to this module
-    namespace = mirror.__dict__
+    private_name = mirror_name(name)
+    module = types.ModuleType(private_name)
+    _mirrors[name] = module  # before filling: helpers may refer back to this module
+    namespace = module.__dict__
     namespace.update(globals_dict)
     namespace["__name__"] = private_name
     namespace.pop("__spec__", None)  # this copy is not the module the spec describes
-    sys.modules[private_name] = mirror
+    sys.modules[private_name] = module
     target = _norse_threshold()
     for key, value in globals_dict.items():
         if value is target:
@@ -117,8 +118,8 @@ def _mirror(globals_dict: dict[str, Any]) -> types.ModuleType:
         elif _is_norse_function(value) and reaches_threshold(value):
             namespace[key] = clone(value)
         elif _is_norse_module(value) and value.__name__ != name and _modulereaches_threshold(value):
-            namespace[key] = _mirror(vars(value))
-    return mirror
+            namespace[key] = mirror(vars(value))
+    return module
 
 
 def clone(fn: types.FunctionType) -> types.FunctionType:
@@ -127,7 +128,9 @@ def clone(fn: types.FunctionType) -> types.FunctionType:
         return fn
     if fn in _clones:
         return _clones[fn]
-    namespace = _mirror(fn.__globals__).__dict__
+    namespace = mirror(fn.__globals__).__dict__
+    if fn in _clones:  # filling the mirror cloned it already: one clone per function, the one its module holds
+        return _clones[fn]
     new = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     new.__kwdefaults__ = fn.__kwdefaults__
     new.__qualname__ = fn.__qualname__
