@@ -13,11 +13,11 @@ import sys
 import types
 from typing import Any
 
-from ._norse_mirror import mirror_name
-
 import torch
 
 MARKER = "sg_stability"
+#: the package whose submodules are the mirrors (``_norse_mirror`` makes them importable, e.g. by pickle)
+MIRROR_PACKAGE = "sg_stability.adapters._norse_mirror"
 THRESHOLD_MODULE = "norse.torch.functional.threshold"
 
 
@@ -103,7 +103,7 @@ def mirror(globals_dict: dict[str, Any]) -> types.ModuleType:
     name = globals_dict["__name__"]
     if name in _mirrors:
         return _mirrors[name]
-    private_name = mirror_name(name)
+    private_name = f"{MIRROR_PACKAGE}.{name.replace('.', '__')}"
     module = types.ModuleType(private_name)
     _mirrors[name] = module  # before filling: helpers may refer back to this module
     namespace = module.__dict__

@@ -14,10 +14,6 @@ import types
 __path__: list[str] = []  # a package: the mirrors are its submodules
 
 
-def mirror_name(norse_module: str) -> str:
-    return f"{__name__}.{norse_module.replace('.', '__')}"
-
-
 class _MirrorFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname: str, path: object, target: object = None) -> importlib.machinery.ModuleSpec | None:
         if not fullname.startswith(__name__ + ".") or not fullname[len(__name__) + 1:].startswith("norse"):

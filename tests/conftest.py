@@ -32,3 +32,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _snntorch_instances_per_test():
+    """snnTorch keeps every neuron ever built in one class-level list that ``snntorch.utils.reset`` walks; a
+    neuron another test built and left in its original state (a fresh ``DeltaLeaky`` holds ``mem = None``) then
+    breaks an unrelated test's reset. Each test sees the list as it was before it ran."""
+    import sys
+
+    snn = sys.modules.get("snntorch")
+    saved = list(snn.SpikingNeuron.instances) if snn is not None else None
+    yield
+    snn = sys.modules.get("snntorch")
+    if snn is not None:
+        snn.SpikingNeuron.instances[:] = saved if saved is not None else []

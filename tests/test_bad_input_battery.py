@@ -388,7 +388,7 @@ class Interrupt(KeyboardInterrupt):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("exc", [Interrupt, SystemExit, RuntimeError])
 def test_an_exception_inside_an_adapter_install_rolls_everything_back(framework, exc, monkeypatch):
-    model, x = make(framework)
+    model, _ = make(framework)
     sites = sg.find_neurons(model)
     driver_type = type(sites[-1].driver)
     real_install = driver_type.install
@@ -448,3 +448,23 @@ def test_an_interrupt_inside_a_run_leaves_the_model_as_it_was(framework, call, a
         with pytest.raises(Interrupt):
             call(model, x, _interrupting_run(after))
     assert_unchanged(model, before)
+
+
+# -- devices: a per-neuron parameter on another device than its neuron (meta stands in for a second device) --------
+
+@pytest.mark.parametrize("framework", ["snntorch", "norse"])  # neurons that hold tensors of their own
+def test_a_per_neuron_parameter_on_another_device_is_a_preflight_problem(framework):
+    model, _ = make(framework)
+    model.to("meta")
+    fingerprint = module_fingerprint(model)
+    with pytest.raises(sg.PreflightError) as info:
+        sg.patch(model, "atan", dampening=torch.ones(DIMS["n_rec"]), targets="lif_rec")
+    four_part(info.value, "is on cpu but the neuron's tensors are on meta")
+    assert module_fingerprint(model) == fingerprint and not sg.is_patched(model)  # meta tensors hold no values
+
+
+def test_a_per_neuron_parameter_on_another_device_than_the_membrane_fails_at_forward_not_backward():
+    surrogate = sg.surrogates.Gaussian(dampening=torch.ones(3))
+    with pytest.raises(sg.ConfigError) as info:
+        surrogate(torch.zeros(2, 3, device="meta"))
+    four_part(info.value, "dampening on cpu, input on meta")

@@ -132,7 +132,7 @@ def test_two_threads_patching_one_model_never_lose_the_originals(framework, fast
         barrier = threading.Barrier(2)
         outcomes: list[object] = []
 
-        def attempt(family: str) -> None:
+        def attempt(family: str, barrier: threading.Barrier = barrier, outcomes: list[object] = outcomes) -> None:
             barrier.wait()
             try:
                 outcomes.append(sg.patch(model, family))
@@ -164,14 +164,14 @@ def test_patch_remove_and_analyze_from_several_threads(framework, fast_switching
                     pass
             except sg.AlreadyPatchedError:
                 pass
-            except BaseException as exc:  # anything else is a bug
+            except BaseException as exc:  # noqa: BLE001 -- anything else is a bug, reported below
                 errors.append(exc)
 
     def analyst() -> None:
         try:
             for _ in range(2):
                 sg.analysis.analyze_layers(model, x)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=f) for f in (patcher, patcher, analyst)]
