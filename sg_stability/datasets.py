@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ._errors import ConfigError
+from ._validate import integer, real
 
 
 @dataclass
@@ -95,7 +96,7 @@ def randman(*, classes: int = 5, channels: int = 20, dim: int = 1, samples_per_c
         raise ConfigError("alpha must be a finite number >= 0", got=alpha, allowed="0 <= alpha (2 is Zenke & Vogels')",
                           fix="pass alpha=2.0")
     jitter = _fraction("jitter", jitter, 0.0, float(steps))
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(integer(seed, "seed", example="seed=0"))
     coords, labels = [], []
     for c in range(classes):
         coeffs = _manifold(dim, channels, float(alpha), basis, g)
@@ -136,7 +137,7 @@ def delayed_cue(*, classes: int = 4, samples: int = 800, cue_steps: int = 5, del
     noise_channels = _positive_int("noise_channels", noise_channels, 0)
     cue_rate = _fraction("cue_rate", cue_rate)
     noise_rate = _fraction("noise_rate", noise_rate)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(integer(seed, "seed", example="seed=0"))
     steps = cue_steps + delay + go_steps
     channels = classes * channels_per_class + noise_channels + 1
     y = torch.randint(0, classes, (samples,), generator=g)
@@ -161,7 +162,9 @@ def spirals(*, classes: int = 3, samples_per_class: int = 300, turns: float = 1.
     channels_per_axis = _positive_int("channels_per_axis", channels_per_axis, 2)
     steps = _positive_int("steps", steps)
     max_rate = _fraction("max_rate", max_rate)
-    g = torch.Generator().manual_seed(seed)
+    turns = real(turns, "turns", above=0.0, example="turns=1.25", where="spirals")
+    noise = real(noise, "noise", minimum=0.0, example="noise=0.06", where="spirals")
+    g = torch.Generator().manual_seed(integer(seed, "seed", example="seed=0"))
     points, labels = [], []
     for c in range(classes):
         r = torch.rand(samples_per_class, generator=g).sqrt()
@@ -194,7 +197,7 @@ def digits(*, steps: int = 20, coding: str = "latency", max_rate: float = 0.5, s
                           fix="pip install scikit-learn") from exc
     data = load_digits()
     intensity = torch.tensor(data.data, dtype=torch.float32) / 16.0  # [n, 64]
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(integer(seed, "seed", example="seed=0"))
     if coding == "rate":
         x = (torch.rand(steps, *intensity.shape, generator=g) < max_rate * intensity).float()
     else:

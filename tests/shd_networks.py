@@ -121,3 +121,20 @@ def available() -> list[str]:
     import importlib.util
 
     return [name for name in BUILDERS if importlib.util.find_spec(name) is not None]
+
+
+#: a tiny version for tests that only need a real recurrent model in each framework
+TINY = {"n_in": 12, "n_rec": 8, "n_out": 3}
+
+
+def tiny(framework: str, seed: int = 0, steps: int = 6, batch: int = 2) -> tuple[nn.Module, torch.Tensor]:
+    """The TINY network in ``framework`` (skipped when it is not installed) and a spike sample [steps, batch, 12]."""
+    import warnings
+
+    import pytest
+
+    pytest.importorskip(framework)
+    x = sample(steps=steps, batch=batch, n_in=TINY["n_in"], rate=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return BUILDERS[framework](weights(seed=seed, **TINY)), x

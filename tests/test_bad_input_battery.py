@@ -24,17 +24,9 @@ from sg_stability import sparsity
 from sg_stability.testing import module_fingerprint, verify_patch
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
-DIMS = {"n_in": 12, "n_rec": 8, "n_out": 3}
+DIMS = shd_networks.TINY
 NAN, INF = math.nan, math.inf
-
-
-def make(framework: str) -> tuple[nn.Module, torch.Tensor]:
-    pytest.importorskip(framework)
-    w = shd_networks.weights(seed=0, **DIMS)
-    x = shd_networks.sample(steps=6, batch=2, n_in=DIMS["n_in"], rate=0.3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return shd_networks.BUILDERS[framework](w), x
+make = shd_networks.tiny
 
 
 def snapshot(model: nn.Module) -> tuple[Any, dict[str, torch.Tensor], int]:
@@ -335,6 +327,15 @@ PLAIN_CASES: list[Case] = [
     ("datasets-randman-steps", lambda m, x: sg.datasets.randman(steps="a"), sg.ConfigError, "'a'"),
     ("datasets-digits-coding", lambda m, x: sg.datasets.digits(coding="phase"), sg.ConfigError, "phase"),
     ("datasets-digits-rate", lambda m, x: sg.datasets.digits(max_rate=NAN), sg.ConfigError, "nan"),
+    ("datasets-spirals-noise", lambda m, x: sg.datasets.spirals(noise=NAN), sg.ConfigError, "nan"),
+    ("datasets-spirals-turns", lambda m, x: sg.datasets.spirals(turns=-1), sg.ConfigError, "-1"),
+    ("datasets-cue-seed", lambda m, x: sg.datasets.delayed_cue(seed="a"), sg.ConfigError, "'a'"),
+    ("dynamics-leak-nan", lambda m, x: sg.stability.Dynamics(leak=NAN, threshold=1.0), sg.ConfigError, "nan"),
+    ("dynamics-threshold-inf", lambda m, x: sg.stability.Dynamics(leak=0.9, threshold=INF), sg.ConfigError, "inf"),
+    ("dynamics-reset", lambda m, x: sg.stability.Dynamics(leak=0.9, threshold=1.0, reset="soft"), sg.ConfigError,
+     "soft"),
+    ("condition-i-threshold-nan", lambda m, x: sg.stability.condition_i(10, 0.9, NAN, "subtract"), sg.ConfigError,
+     "nan"),
 ]
 
 

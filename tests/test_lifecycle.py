@@ -8,7 +8,6 @@ import copy
 import io
 import sys
 import threading
-import warnings
 
 import pytest
 import shd_networks
@@ -20,16 +19,7 @@ import sg_stability as sg
 from sg_stability.testing import module_fingerprint
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
-DIMS = {"n_in": 12, "n_rec": 8, "n_out": 3}
-
-
-def make(framework: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
-    pytest.importorskip(framework)
-    w = shd_networks.weights(seed=seed, **DIMS)
-    x = shd_networks.sample(steps=6, batch=2, n_in=DIMS["n_in"], rate=0.3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return shd_networks.BUILDERS[framework](w), x
+make = shd_networks.tiny
 
 
 def input_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

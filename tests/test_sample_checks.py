@@ -12,14 +12,11 @@ from torch import nn
 
 import sg_stability as sg
 
-DIMS = {"n_in": 12, "n_rec": 8, "n_out": 3}
+DIMS = shd_networks.TINY
 
 
 def make(framework: str) -> nn.Module:
-    pytest.importorskip(framework)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return shd_networks.BUILDERS[framework](shd_networks.weights(seed=0, **DIMS))
+    return shd_networks.tiny(framework)[0]
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])

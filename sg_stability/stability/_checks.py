@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .._errors import ConfigError
+from .._validate import real
 
 Reset = Literal["subtract", "multiplicative", "zero", "none"]
 RESETS: tuple[str, ...] = ("subtract", "multiplicative", "zero", "none")
@@ -39,6 +40,14 @@ class Dynamics:
     input_gain: float = 1.0
     synapse: bool = False
     note: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("leak", "threshold", "input_gain") + (("reset_jump",) if self.reset_jump is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, Tensor) and value.numel() == 1:  # an adapter's 0-d tensor reads as its number
+                value = value.item()
+            object.__setattr__(self, name, real(value, name, example=f"{name}=0.9", where="Dynamics"))
+        check_reset(self.reset)
 
 
 @dataclass(frozen=True)

@@ -127,14 +127,13 @@ def validated(family: str, name: str, value: Any) -> Param:
                 allowed=ALLOWED[name],
                 fix=f"convert it, e.g. {name}=t.float()",
             )
-        data = value.detach()
-        bad = ~torch.isfinite(data) | (data < lo) | (data > hi)
-        if bool(bad.any()):
-            first = data[bad].flatten()[0].item()
+        outside = _outside(name, value)
+        if outside is not None:
+            count, first = outside
             raise ConfigError(
                 f"{family}: every element of {name} ({symbol}) must be finite and in [{lo:g}, {hi:g}]; "
-                f"{int(bad.sum())} of {data.numel()} are not",
-                got=raw(f"tensor{tuple(data.shape)} containing {first!r}"),
+                f"{count} of {value.numel()} are not",
+                got=raw(f"tensor{tuple(value.shape)} containing {first!r}"),
                 allowed=ALLOWED[name],
                 fix=f"clamp it, e.g. {name}=t.clamp({lo:g}, {hi:g})",
             )
@@ -172,18 +171,26 @@ def validated(family: str, name: str, value: Any) -> Param:
     return v
 
 
+def _outside(name: str, value: Tensor) -> tuple[int, float] | None:
+    """How many elements of ``value`` are NaN, inf or outside ``RANGES[name]``, and the first of them."""
+    lo, hi = RANGES[name]
+    data = value.detach()
+    bad = ~torch.isfinite(data) | (data < lo) | (data > hi)
+    if not bool(bad.any()):
+        return None
+    return int(bad.sum()), data[bad].flatten()[0].item()
+
+
 def check_learnable(family: str, site: str | None, name: str, p: Tensor) -> None:
     """A four-part error when an optimizer moved a learnable parameter out of its range (checked every forward:
     a surrogate with a negative or NaN dampening would otherwise train on silently)."""
-    lo, hi = RANGES[name]
-    data = p.detach()
-    bad = ~torch.isfinite(data) | (data < lo) | (data > hi)
-    if bool(bad.any()):
+    outside = _outside(name, p)
+    if outside is not None:
+        count, first = outside
         at = f" at neuron site {site!r}" if site else ""
-        first = data[bad].flatten()[0].item()
         raise ConfigError(
-            f"{family}: the learnable {name}{at} left its valid range during training ({int(bad.sum())} of "
-            f"{data.numel()} values)",
+            f"{family}: the learnable {name}{at} left its valid range during training ({count} of "
+            f"{p.numel()} values)",
             got=raw(f"{name} containing {first!r}"),
             allowed=ALLOWED[name],
             fix="call surrogate.clamp_() (or sg.surrogates.clamp_learnable_(model)) after each optimizer step, or "
