@@ -252,6 +252,7 @@ def patch(
 def unpatch(model: nn.Module, *, force: bool = False) -> int:
     """Remove every live patch of ``model``, newest first. Returns how many handles were removed."""
     _require_module(model, "unpatch")
+    force = flag(force, "force", where="unpatch")
     with model_lock(model):
         handles = live_handles(model)
         for handle in reversed(handles):

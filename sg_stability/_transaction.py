@@ -141,7 +141,8 @@ _STATE_DICTS = ("_memories",)  # SpikingJelly keeps neuron state (v, ...) in thi
 def preserved_state(model: nn.Module) -> Iterator[None]:
     """Run something that steps the model (a recorded run) and put its state back afterwards, also on failure:
     buffers (values, e.g. BatchNorm running statistics, and objects), tensors kept as plain attributes (snnTorch's
-    hidden ``mem``) and SpikingJelly's memories. Parameters are not touched (initialisers write them on purpose)."""
+    hidden ``mem``), SpikingJelly's memories and every module's train/eval flag. Parameters are not touched
+    (initialisers write them on purpose)."""
     saved = []
     for module in model.modules():
         buffers = {k: (v, v.detach().clone() if isinstance(v, torch.Tensor) else None)
@@ -149,12 +150,13 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
         plain = {k: v for k, v in module.__dict__.items()
                  if not k.startswith("_") and (v is None or isinstance(v, torch.Tensor))}
         dicts = {k: dict(module.__dict__[k]) for k in _STATE_DICTS if isinstance(module.__dict__.get(k), dict)}
-        saved.append((module, buffers, plain, dicts))
+        saved.append((module, buffers, plain, dicts, module.training))
     try:
         yield
     finally:
         with torch.no_grad():
-            for module, buffers, plain, dicts in saved:
+            for module, buffers, plain, dicts, training in saved:
+                module.training = training
                 for k, (obj, value) in buffers.items():
                     module._buffers[k] = obj
                     if isinstance(obj, torch.Tensor) and value is not None and not obj.is_meta:

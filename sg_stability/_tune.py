@@ -23,13 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from ._api import patch
-from ._errors import ConfigError
+from ._errors import ConfigError, raw
 from ._handle import PatchHandle
+from ._transaction import preserved_state
 from ._validate import flag, integer, real
 from .analysis import Candidate
 from .analysis import candidates as shortlist
 from .analysis.plotting import save_figure, subplots
-from .surrogates import Surrogate
+from .surrogates import Surrogate, get
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 ScoreFn = Callable[[nn.Module, Sequence[Any]], float]
@@ -118,6 +119,26 @@ def accuracy(model: nn.Module, batches: Sequence[Any]) -> float:
     return (right - 1e-3 * loss) / max(total, 1)
 
 
+def _iterable(value: Any, name: str, allow_callable: bool = False) -> Any:
+    if (allow_callable and callable(value)) or (isinstance(value, Iterable) and not isinstance(value, str | Tensor)):
+        return value if isinstance(value, Sequence) or callable(value) else list(value)
+    raise ConfigError(f"tune: {name} must be an iterable of batches", got=raw(type(value).__name__),
+                      allowed="a list of batches (or a DataLoader)" + (", or epoch -> batches" if allow_callable
+                                                                       else ""),
+                      fix=f"pass {name}=[batch, ...]")
+
+
+def _loss(loss_fn: LossFn, model: nn.Module, batch: Any) -> Tensor:
+    loss = loss_fn(model, batch)
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        raise ConfigError("tune: loss_fn must return the loss as a scalar tensor",
+                          got=raw(type(loss).__name__ + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor)
+                                                         else "")),
+                          allowed="a tensor with one element that depends on the model's output",
+                          fix="return e.g. F.cross_entropy(model(x), y) (reduce it with .mean() or .sum())")
+    return loss
+
+
 def check_race_options(epochs: Any, lr: Any, seed: Any, progress: Any, optimizer: Any) -> None:
     """Four-part errors for the training race's options, before anything trains."""
     real(epochs, "epochs", above=0.0, example="epochs= the number of epochs your full training runs", where="tune")
@@ -158,6 +179,15 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
         raise ConfigError("loss_fn must be callable", got=loss_fn, allowed="loss_fn(model, batch) -> scalar tensor",
                           fix="pass e.g. loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1])")
     scorer, metric = _scorer(score, loss_fn)
+    batches = _iterable(batches, "batches", allow_callable=True)
+    if val_batches is not None:
+        val_batches = _iterable(val_batches, "val_batches")
+    if candidates is not None:
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+            raise ConfigError("tune: candidates must be a list of surrogates", got=candidates,
+                              allowed="a list of Surrogate instances, family names or sg.Candidate, or None",
+                              fix='pass e.g. candidates=["fast_sigmoid", "atan"], or None for the shortlist')
+        candidates = [c if isinstance(c, Candidate) else get(c) for c in candidates]
     if not callable(batches) and not isinstance(batches, Sequence):
         batches = list(batches)  # read once: a generator would run dry, and every candidate sees the same batches
     first = _epoch(batches, 0)
@@ -187,46 +217,45 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
     steps_per_epoch = len(first)
     total = max(1, round(epochs * steps_per_epoch))
     initial = copy.deepcopy(model.state_dict())
-    was_training = model.training
     states: dict[int, tuple[dict[str, Any], dict[str, Any] | None, int]] = {}
     t0 = time.perf_counter()
     trained = 0
     alive = list(range(len(pool)))
     keep = [len(pool), min(len(pool), max(3, math.ceil(len(pool) / 3))), min(len(pool), FINALISTS)]
-    bar = _bar(progress, sum(keep[i] * (RUNGS[i] - (RUNGS[i - 1] if i else 0)) for i in range(len(RUNGS))) * total)
-    try:
-        model.eval()
-        with torch.no_grad():
-            start_loss = _mean_loss(model, loss_fn, val_batches)  # the surrogate does not change the forward pass
-        for rung, fraction in enumerate(RUNGS):
-            alive = alive[:keep[rung]]
-            until = max(1, round(fraction * total))
-            for i in alive:
-                cand = pool[i]
-                state, opt_state, done = states.get(i, (initial, None, 0))
-                trained += until - done
-                model.load_state_dict(state)
-                with patch(model, surrogate=cand.surrogate, builtin=False):
-                    opt = make_opt(model)
-                    if opt_state is not None:
-                        opt.load_state_dict(opt_state)
-                    torch.manual_seed(seed + done)
-                    done, ok = _train(model, opt, loss_fn, epoch_batches, steps_per_epoch, done, until, bar)
-                    with torch.no_grad():
-                        val_loss = _mean_loss(model, loss_fn, val_batches) if ok else math.nan
-                        value = scorer(model, val_batches) if ok and math.isfinite(val_loss) else -math.inf
-                    cand.diverged = cand.diverged or not math.isfinite(value)
-                    cand.learned = not cand.diverged and start_loss - val_loss > LEARNED * abs(start_loss)
-                    cand.scores.append((fraction, value))
-                    states[i] = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), done)
-            # candidates that learned, best score first; then those that have not (yet), in the shortlist's order
-            alive.sort(key=lambda i: (not pool[i].diverged, pool[i].learned,
-                                      pool[i].score if pool[i].learned else -i), reverse=True)
-    finally:
-        if bar is not None:
-            bar.close()
-        model.load_state_dict(initial)
-        model.train(was_training)
+    with preserved_state(model):  # hidden state and train/eval flags as they were, whatever happens
+        bar = _bar(progress, sum(keep[i] * (RUNGS[i] - (RUNGS[i - 1] if i else 0)) for i in range(len(RUNGS))) * total)
+        try:
+            model.eval()
+            with torch.no_grad():
+                start_loss = _mean_loss(model, loss_fn, val_batches)  # the surrogate does not change the forward pass
+            for rung, fraction in enumerate(RUNGS):
+                alive = alive[:keep[rung]]
+                until = max(1, round(fraction * total))
+                for i in alive:
+                    cand = pool[i]
+                    state, opt_state, done = states.get(i, (initial, None, 0))
+                    trained += until - done
+                    model.load_state_dict(state)
+                    with patch(model, surrogate=cand.surrogate, builtin=False):
+                        opt = make_opt(model)
+                        if opt_state is not None:
+                            opt.load_state_dict(opt_state)
+                        torch.manual_seed(seed + done)
+                        done, ok = _train(model, opt, loss_fn, epoch_batches, steps_per_epoch, done, until, bar)
+                        with torch.no_grad():
+                            val_loss = _mean_loss(model, loss_fn, val_batches) if ok else math.nan
+                            value = scorer(model, val_batches) if ok and math.isfinite(val_loss) else -math.inf
+                        cand.diverged = cand.diverged or not math.isfinite(value)
+                        cand.learned = not cand.diverged and start_loss - val_loss > LEARNED * abs(start_loss)
+                        cand.scores.append((fraction, value))
+                        states[i] = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), done)
+                # candidates that learned, best score first; then those that have not (yet), in the shortlist's order
+                alive.sort(key=lambda i: (not pool[i].diverged, pool[i].learned,
+                                          pool[i].score if pool[i].learned else -i), reverse=True)
+        finally:
+            if bar is not None:
+                bar.close()
+            model.load_state_dict(initial)
     best = pool[alive[0]]
     if keep_weights:
         model.load_state_dict(states[alive[0]][0])
@@ -236,7 +265,7 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
 
 
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any]) -> float:
-    return sum(float(loss_fn(model, b)) for b in batches) / max(len(batches), 1)
+    return sum(float(_loss(loss_fn, model, b)) for b in batches) / max(len(batches), 1)
 
 
 def _scorer(score: str | ScoreFn, loss_fn: LossFn) -> tuple[ScoreFn, str]:
@@ -265,7 +294,7 @@ def _train(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, epoch_
                               fix="pass a list of batches, or batches=lambda epoch: ... returning a full epoch")
         for batch in todo:
             opt.zero_grad()
-            loss = loss_fn(model, batch)
+            loss = _loss(loss_fn, model, batch)
             if not torch.isfinite(loss):
                 return until, False
             loss.backward()

@@ -172,6 +172,13 @@ def register(plugin: object, name: str | None = None) -> str:
             fix=f"check the hook names and arguments ({exc})",
         ) from exc
     assert registered is not None
+    if not pm.get_hookcallers(plugin):
+        pm.unregister(plugin)
+        raise ConfigError("the plugin implements none of sg_stability's hooks", got=plugin,
+                          allowed="an object or module with @sg_stability.hookimpl functions named after the hooks in "
+                          "sg_stability.hookspecs (sg_find_neuron, sg_adapter_info, ...)",
+                          fix="decorate the plugin's functions with @sg_stability.hookimpl (README 'Writing an "
+                          "adapter')")
     _sources[registered] = "registered by hand"
     return registered
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Any
+
+from .._errors import ConfigError
 
 
 def subplots(ncols: int, size: tuple[float, float]) -> tuple[Any, Any]:
@@ -20,6 +23,10 @@ def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
     """Lay out, write as PNG (creating the folder) and close a matplotlib figure."""
     import matplotlib.pyplot as plt
 
+    if not isinstance(path, str | PathLike):
+        plt.close(fig)
+        raise ConfigError("the plot's path must be a file name", got=path, allowed="a str or pathlib.Path ending "
+                          "in .png", fix='pass e.g. "report.png"')
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
