@@ -125,6 +125,7 @@ MODEL_CASES: list[Case] = [
     ("analyze-sample-nan", lambda m, x: sg.analyze(m, x * NAN), sg.ConfigError, "NaN"),
     ("analyze-sample-inf", lambda m, x: sg.analyze(m, x.clone().index_fill_(0, torch.tensor([0]), INF)),
      sg.ConfigError, "inf"),
+    ("analyze-sample-empty", lambda m, x: sg.analyze(m, x[:, :0]), sg.ConfigError, "(6, 0, 12)"),
     ("analyze-sample-meta", lambda m, x: sg.analyze(m, x.to("meta")), sg.ConfigError, "meta"),
     ("analyze-sample-wrong-shape", lambda m, x: sg.analyze(m, x[..., :5]), sg.ConfigError, "(6, 2, 5)"),
     ("analyze-surrogate-unknown", lambda m, x: sg.analyze(m, x, surrogate="nope"), sg.UnknownSurrogateError,
@@ -491,3 +492,40 @@ def test_a_per_neuron_parameter_on_another_device_than_the_membrane_fails_at_for
     with pytest.raises(sg.ConfigError) as info:
         surrogate(torch.zeros(2, 3, device="meta"))
     four_part(info.value, "dampening on cpu, input on meta")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("call", [lambda m, x: sg.analyze(m, x), lambda m, x: sg.stabilize(m, x, init="at_threshold"),
+                                  lambda m, x: sg.init.calibrate_rate(m, x, progress=False)],
+                         ids=["analyze", "stabilize", "calibrate_rate"])
+def test_nan_in_the_weights_is_named_before_anything_runs(framework, call):
+    model, x = make(framework)
+    with torch.no_grad():
+        model.fc_out.weight[0, 0] = NAN  # what a diverged training step leaves behind
+    before = snapshot(model)
+    with pytest.raises(sg.ConfigError) as info:
+        call(model, x)
+    four_part(info.value, "fc_out.weight")
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_an_interrupted_remove_can_be_finished_by_calling_it_again(framework, monkeypatch):
+    model, _ = make(framework)
+    fingerprint = module_fingerprint(model)
+    handle = sg.patch(model, "sigmoid", builtin=False)
+    real_restore = sg._transaction.Change.restore
+    calls = [0]
+
+    def restore(self: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise Interrupt("Ctrl-C during remove()")
+        real_restore(self)
+
+    monkeypatch.setattr(sg._transaction.Change, "restore", restore)
+    with pytest.raises(Interrupt):
+        handle.remove()
+    assert sg.is_patched(model) and not handle.removed  # half-way: the handle still knows what is left to undo
+    assert handle.remove() is True
+    assert module_fingerprint(model) == fingerprint and not sg.is_patched(model)

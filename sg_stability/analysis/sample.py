@@ -1,6 +1,6 @@
 """Checks of the sample an analysis runs on, and of what the recorded run consumed: values that would make every
-statistic meaningless (NaN, inf, meta tensors), the time layout (``time_dim``), and a neuron module used at two
-places of the model (its two positions cannot be told apart)."""
+statistic meaningless (NaN, inf, meta tensors, empty samples, NaN in the weights), the time layout (``time_dim``),
+and a neuron module used at two places of the model (its two positions cannot be told apart)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ def check_sample(sample: Any, run: Run | None) -> None:
                               got=raw(f"meta tensor of shape {tuple(t.shape)}"),
                               allowed="a sample with values, on the model's device",
                               fix="pass a real batch of inputs (e.g. one batch of your training data)")
+        if t.numel() == 0:
+            raise ConfigError("the sample is empty", got=raw(f"tensor of shape {tuple(t.shape)}"),
+                              allowed="a sample with at least one time step and one example",
+                              fix="pass a real batch, e.g. [time, batch, features] with time and batch >= 1")
         if t.is_floating_point() or t.is_complex():
             finite = torch.isfinite(t)
             if not bool(finite.all()):
@@ -122,3 +126,14 @@ def check_shared_neurons(model: nn.Module, calls: dict[nn.Module, int], sample: 
                 got=raw(f"{type(module).__name__} at {', '.join(where)}"),
                 allowed="one neuron module per position in the model",
                 fix="give each position its own neuron, e.g. copy.deepcopy(lif) for the second use")
+
+
+def check_parameters(model: nn.Module) -> None:
+    """A four-part error for NaN or inf in the model's parameters (every statistic would be garbage)."""
+    for name, p in model.named_parameters():
+        if not p.is_meta and (p.is_floating_point() or p.is_complex()) and not bool(torch.isfinite(p).all()):
+            bad = int((~torch.isfinite(p)).sum())
+            raise ConfigError(f"the model's parameter {name!r} holds {bad} NaN/inf value(s) of {p.numel()}",
+                              got=raw(f"{name} of shape {tuple(p.shape)}"),
+                              allowed="a model with finite parameters",
+                              fix="re-initialise or reload the weights (a diverged training step leaves NaN behind)")

@@ -31,7 +31,7 @@ from .._transaction import Transaction, preserved_state
 from ..adapter_api import NeuronSite, PatchOptions
 from ..plugins import read_native
 from ..surrogates import Surrogate, get
-from .sample import check_layout, check_sample, check_shared_neurons
+from .sample import check_layout, check_parameters, check_sample, check_shared_neurons
 
 Run = Callable[[nn.Module, Any], Any]
 #: a tensor, and the index along dim 0 when it holds the whole sequence (None: the tensor is one step)
@@ -241,6 +241,7 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
                           allowed="None (the model is called on the sample) or a function (model, x) -> output",
                           fix="pass e.g. run=lambda model, x: model(x)")
     check_sample(sample, run)
+    check_parameters(model)
     with model_lock(model), preserved_state(model):  # no other thread patches it meanwhile; state put back
         yield from _traced(model, sites, sample, run=run, surrogate=surrogate, grad=grad)
 
