@@ -52,7 +52,9 @@ def find_neurons(model: nn.Module) -> list[NeuronSite]:
     _require_module(model, "find_neurons")
     sites: list[NeuronSite] = []
     seen: set[int] = set()
-    for path, module in list(model.named_modules(remove_duplicate=False)):
+    with model_lock(model):  # not while another thread patches it
+        modules = list(model.named_modules(remove_duplicate=False))
+    for path, module in modules:
         if id(module) in seen or isinstance(module, Surrogate):
             continue
         seen.add(id(module))

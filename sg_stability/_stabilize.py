@@ -14,7 +14,7 @@ from ._api import patch
 from ._errors import ConfigError
 from ._handle import PatchHandle
 from ._tune import Batches, LossFn, ScoreFn, check_race_options, tune
-from ._validate import flag, keywords, option
+from ._validate import keywords, option
 from .analysis import Run, analyze_layers, candidates
 from .analysis.analyzer import check_options
 from .analysis.sample import with_time_dim
@@ -59,9 +59,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     # every argument is checked before the first change (the initialisation), so a typo changes nothing
     _check(batches, loss_fn)
     check_options(probes, seed, target)
-    if batches is not None:
-        check_race_options(epochs, lr, seed, progress, optimizer)
-    flag(progress, "progress", where="stabilize")
+    check_race_options(epochs, lr, seed, progress, optimizer)  # checked even when no race runs: a typo is a typo
     base = get(family, **params)
     run = with_time_dim(run, time_dim)
     if init is not None:

@@ -7,13 +7,20 @@ rejected call leaves the model as it was.
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import inspect
 import math
 import numbers
+import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from ._errors import ConfigError, did_you_mean
+from ._errors import ConfigError, did_you_mean, raw
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _bounds(minimum: float | None, maximum: float | None, above: float | None, below: float | None) -> str:
@@ -102,3 +109,62 @@ def keywords(given: Any, name: str, func: Callable[..., Any], *, skip: Iterable[
                           got=unknown, allowed=f"keys among {accepted}",
                           fix=f"drop or rename {unknown}; see help(sg.init.{getattr(func, '__name__', '')})")
     return dict(given)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` (shallowly: containers by their type and first items)."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if origin is collections.abc.Callable or hint is collections.abc.Callable:
+        return callable(value)
+    if origin in (list, tuple, collections.abc.Sequence):
+        container = {list: list, tuple: tuple}.get(origin, collections.abc.Sequence)
+        if not isinstance(value, container) or isinstance(value, str):
+            return False
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return not args or all(_matches(v, args[0] if origin is not tuple or len(args) == 1 else a)
+                               for v, a in zip(value, args * len(value), strict=False))
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this check does not read
+
+
+def _describe(hint: Any) -> str:
+    text = str(hint).replace("<class '", "").replace("'>", "")
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # torch.Tensor -> Tensor, sg_stability....Dynamics -> Dynamics
+
+
+def checked(func: F) -> F:
+    """Check the arguments of a public maths function against its annotations before it runs: a wrong type is a
+    four-part error naming the argument, instead of an AttributeError deep inside. (Values -- finiteness, ranges --
+    are the function's own checks: an infinite integration bound, say, is valid for some and not for others.)"""
+    signature = inspect.signature(func)
+    hints: dict[str, Any] = {}
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not hints:
+            hints.update(typing.get_type_hints(func))
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{func.__name__}(): {exc}", got=raw(f"{len(args)} positional, keywords "
+                                                                   f"{sorted(kwargs)}"),
+                              allowed=f"{func.__name__}{signature}", fix="see help(" + func.__name__ + ")") from None
+        for name, value in bound.arguments.items():
+            hint = hints.get(name, inspect.Parameter.empty)
+            if not _matches(value, hint):
+                raise ConfigError(f"{func.__name__}(): {name} has the wrong type", got=value,
+                                  allowed=_describe(hint), fix=f"pass {name} as a {_describe(hint)}")
+        return func(*args, **kwargs)
+
+    return typing.cast(F, wrapper)

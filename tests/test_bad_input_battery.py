@@ -529,3 +529,49 @@ def test_an_interrupted_remove_can_be_finished_by_calling_it_again(framework, mo
     assert sg.is_patched(model) and not handle.removed  # half-way: the handle still knows what is left to undo
     assert handle.remove() is True
     assert module_fingerprint(model) == fingerprint and not sg.is_patched(model)
+
+
+# -- the maths layer: every public function of sg.stability, every argument, a value of the wrong type --------------
+
+def _stability_cases() -> list[tuple[str, str]]:
+    import inspect
+
+    out = []
+    for name in sg.stability.__all__:
+        func = getattr(sg.stability, name)
+        if callable(func) and not isinstance(func, type):
+            out += [(name, p.name) for p in inspect.signature(func).parameters.values()
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return out
+
+
+def _valid(annotation: str, name: str) -> Any:
+    """A value of the annotated type (what the function does with it does not matter: the call must fail on the
+    one argument of the wrong type before it runs)."""
+    by_annotation = [("Dynamics", lambda: sg.stability.Dynamics(leak=0.9, threshold=1.0)),
+                     ("Surrogate", lambda: sg.surrogates.get("atan")),
+                     ("RecurrentLIF", lambda: sg.stability.RecurrentLIF(4, 4)),
+                     ("Callable", lambda: (lambda *a: 1.0)), ("Generator", torch.Generator),
+                     ("Sequence[Tensor]", lambda: [torch.rand(4)]), ("list[Tensor]", lambda: [torch.rand(4, 4)]),
+                     ("Sequence[tuple", lambda: [(torch.rand(4), torch.rand(4))]),
+                     ("Sequence[float]", lambda: [1.0, 2.0]), ("Sequence[int]", lambda: [0]),
+                     ("tuple[float, float]", lambda: (0.1, 1.0)), ("Tensor", lambda: torch.rand(4, 4)),
+                     ("str", lambda: {"knob": "sharpness"}.get(name, "subtract")), ("int", lambda: 4)]
+    if annotation.endswith("| None"):
+        return None
+    return next((make() for key, make in by_annotation if annotation.startswith(key) or f"[{key}" in annotation
+                 or (key in ("Dynamics", "Surrogate", "RecurrentLIF") and key in annotation)), 0.5)
+
+
+@pytest.mark.parametrize(("func", "param"), _stability_cases(), ids=[f"{f}-{p}" for f, p in _stability_cases()])
+def test_every_stability_function_names_an_argument_of_the_wrong_type(func, param):
+    import inspect
+
+    f = getattr(sg.stability, func)
+    args = {p.name: _valid(str(p.annotation), p.name) for p in inspect.signature(f).parameters.values()
+            if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    args[param] = object()
+    with pytest.raises(sg.ConfigError) as info:
+        f(**args)
+    four_part(info.value, "object")
+    assert param in str(info.value)

@@ -235,15 +235,18 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
            grad: bool = True) -> Iterator[Trace]:
     """Run ``model`` on ``sample`` with recording surrogates and hooks installed; everything is removed on exit,
     so the model is left exactly as it was. Raises a four-part error when the run fails."""
-    sites = neuron_sites(model, "analyze")
+    if not isinstance(model, nn.Module):
+        neuron_sites(model, "analyze")  # the four-part "needs a torch.nn.Module"
     if run is not None and not callable(run):
         raise ConfigError("run must be a callable run(model, sample)", got=run,
                           allowed="None (the model is called on the sample) or a function (model, x) -> output",
                           fix="pass e.g. run=lambda model, x: model(x)")
     check_sample(sample, run)
-    check_parameters(model)
-    with model_lock(model), preserved_state(model):  # no other thread patches it meanwhile; state put back
-        yield from _traced(model, sites, sample, run=run, surrogate=surrogate, grad=grad)
+    with model_lock(model):  # no other thread patches the model from the first look at it to the last
+        sites = neuron_sites(model, "analyze")
+        check_parameters(model)
+        with preserved_state(model):  # the model's state is put back on exit
+            yield from _traced(model, sites, sample, run=run, surrogate=surrogate, grad=grad)
 
 
 def _traced(model: nn.Module, sites: list[NeuronSite], sample: Any, *, run: Run | None,

@@ -35,12 +35,14 @@ import torch
 from torch import Tensor
 
 from .._errors import ConfigError
+from .._validate import checked
 from ..surrogates import Surrogate, family_class
 from ._checks import Dynamics, Number, Verdict, as64, check_fan, check_leak, check_matrix, check_reset
 from ._moments import PreparedWeights, uniform_gain, voltage_range
 
 
 # -- Condition I: mean recurrent weight for a firing rate of 1/2 ------------------------------------------
+@checked
 def condition_i(n_rec: int, leak: Number, threshold: Number, reset: str = "subtract",
                 input_current: Number = 0.0) -> Tensor:
     """Mean recurrent weight mu that puts the stationary mean membrane at threshold (firing rate 1/2).
@@ -62,6 +64,7 @@ def condition_i(n_rec: int, leak: Number, threshold: Number, reset: str = "subtr
     return 2.0 * (threshold_drive(leak, threshold, reset) - m) / (n - 1)
 
 
+@checked
 def threshold_drive(leak: Number, threshold: Number, reset: str = "subtract") -> Tensor:
     """The mean input current per step (all inputs, recurrent ones included) that holds the stationary mean
     membrane at threshold with Bernoulli(1/2) spikes -- the left-hand sides of :func:`condition_i` solved for
@@ -73,6 +76,7 @@ def threshold_drive(leak: Number, threshold: Number, reset: str = "subtract") ->
 
 
 # -- Condition II: recurrent weight variance balancing input and recurrent currents ------------------------
+@checked
 def condition_ii(n_rec: int, n_in: int, input_weight_var: Number, recurrent_mean: Number = 0.0,
                  input_mean: Number = 0.5, input_var: Number = 0.25) -> Verdict:
     """Variance of the recurrent weights that makes ``Var[W_rec s] = Var[W_in z]``.
@@ -103,6 +107,7 @@ def condition_ii(n_rec: int, n_in: int, input_weight_var: Number, recurrent_mean
 
 
 # -- Condition III: dampening from the largest transition derivative ----------------------------------------
+@checked
 def condition_iii(w_rec: Tensor, dynamics: Dynamics, *, w_in: Tensor | None = None, input_dampening: Number = 0.0,
                   input_max: Number = 1.0) -> Verdict:
     """Per-neuron dampening gamma_i that makes the worst-case transition derivative equal 1 (paper.md 3.3 (c)).
@@ -149,6 +154,7 @@ def condition_iii(w_rec: Tensor, dynamics: Dynamics, *, w_in: Tensor | None = No
 
 
 # -- Condition IV: sharpness (or tail) from the mean-square gain = 1 ------------------------------------------
+@checked
 def condition_iv(surrogate: Surrogate | str, w_rec: Tensor | None, dynamics: Dynamics, *, w_in: Tensor | None = None,
                  knob: str = "sharpness", target: float = 1.0, input_max: Number = 1.0,
                  bounds: tuple[float, float] | None = None) -> Verdict:
@@ -181,6 +187,7 @@ def condition_iv(surrogate: Surrogate | str, w_rec: Tensor | None, dynamics: Dyn
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)
 
 
+@checked
 def solve_gain(gain: Callable[[float], float], knob: str, target: float, lo: float, hi: float, offset: float = 0.0,
                points: int = 61, bisections: int = 50) -> Verdict:
     """Find ``x`` in ``[lo, hi]`` with ``gain(x) = target`` (log grid on ``x - offset``, then bisection)."""
@@ -215,6 +222,7 @@ def solve_gain(gain: Callable[[float], float], knob: str, target: float, lo: flo
 
 
 # -- feed-forward depth rule ------------------------------------------------------------------------------
+@checked
 def depth_dampening(weights: list[Tensor]) -> float:
     """``gamma* = (prod_l ||W_l||_2)^(-1/L)``: the surrogate peak that makes the product of the worst-case
     layer gains ``max sigma' * ||W_l||`` equal 1 over L feed-forward layers (paper.md 7c). Spectral norms;

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .._errors import ConfigError
+from .._validate import checked
 from ..surrogates import Surrogate
 from ._checks import Dynamics, Verdict
 from ._conditions import solve_gain
@@ -25,6 +26,7 @@ from ._moments import PreparedWeights, mean_square_gain
 from .reference import RecurrentLIF
 
 
+@checked
 def data_moments(surrogate: Surrogate, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per-neuron ``(E[sigma'(v)], E[sigma'(v)^2], P(v <= 0))`` over all leading dimensions of ``v``
     (``v``: centred membranes ``[..., n]`` as the surrogate receives them)."""
@@ -37,6 +39,7 @@ def data_moments(surrogate: Surrogate, v: Tensor) -> tuple[Tensor, Tensor, Tenso
     return d.mean(0), (d * d).mean(0), (flat <= 0).double().mean(0)
 
 
+@checked
 def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: Dynamics) -> float:
     """The per-step gain predicted from recorded membranes ``v`` (centred, ``[..., n]``)."""
     sg1, sg2, quiet = data_moments(surrogate, v)
@@ -44,6 +47,7 @@ def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: D
     return math.sqrt(max(float(g2), 0.0))
 
 
+@checked
 def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: Dynamics, *, knob: str = "sharpness",
               target: float = 1.0, bounds: tuple[float, float] | None = None) -> Verdict:
     """Choose the sharpness (or q_pseudospike's tail) so that the data-driven gain equals ``target``."""
@@ -64,6 +68,7 @@ def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: D
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)
 
 
+@checked
 def probe_steps(count: int) -> list[int]:
     """Up to four distinct steps in the second half of ``range(count)``, where a measurement samples the
     stationary regime rather than the start-up transient."""
@@ -72,11 +77,13 @@ def probe_steps(count: int) -> list[int]:
     return sorted({min(count - 1, count // 2 + k * max(count // 8, 1)) for k in range(4)})
 
 
+@checked
 def rademacher(like: Tensor, gen: torch.Generator) -> Tensor:
     """Random signs shaped like ``like``: E[u u^T] = I, so E||J^T u||^2 = ||J||_F^2."""
     return torch.randint(0, 2, like.shape, generator=gen).to(like.dtype) * 2 - 1
 
 
+@checked
 def hutchinson_rms(outputs: Sequence[Tensor], vjp: Callable[[int, Tensor], Tensor | None], probes: int,
                    gen: torch.Generator) -> float | None:
     """The Hutchinson estimator: root mean-square row norm of the Jacobians of ``outputs[k]`` (rows = its
@@ -93,6 +100,7 @@ def hutchinson_rms(outputs: Sequence[Tensor], vjp: Callable[[int, Tensor], Tenso
     return math.sqrt(total / rows) if rows else None
 
 
+@checked
 def hutchinson_gain(pairs: Sequence[tuple[Tensor, Tensor]], probes: int, seed: int) -> float:
     """Root mean-square row norm of the Jacobians d out / d inp over ``(out, inp)`` pairs (rows = ``out`` entries),
     from ``probes`` vector-Jacobian products each (:func:`hutchinson_rms`)."""
@@ -104,6 +112,7 @@ def hutchinson_gain(pairs: Sequence[tuple[Tensor, Tensor]], probes: int, seed: i
     return gain if gain is not None else math.nan
 
 
+@checked
 def layer_gain(w: Tensor, sg2: Tensor) -> float:
     """Feed-forward gain from one spiking layer to the next at the same step: the root mean-square row norm of
     ``dI_next/dv = W diag(sigma'(v))``, i.e. ``sqrt(mean_k sum_j W_kj^2 E[sigma'(v_j)^2])`` (``W``: next layer's
@@ -112,6 +121,7 @@ def layer_gain(w: Tensor, sg2: Tensor) -> float:
     return math.sqrt(float(((w64 * w64) @ sg2.double()).mean()))
 
 
+@checked
 def measured_layer_gain(lower: RecurrentLIF, upper_weight: Tensor, z: Tensor, steps: Sequence[int] | None = None,
                         probes: int = 8, seed: int = 0) -> float:
     """Layer-to-layer gradient ratio by autograd: ``||dL/dv_lower|| / ||dL/dI_upper||`` at the same step, for
@@ -126,6 +136,7 @@ def measured_layer_gain(lower: RecurrentLIF, upper_weight: Tensor, z: Tensor, st
     return hutchinson_gain(pairs, probes, seed)
 
 
+@checked
 def measured_jacobian_gain(layer: RecurrentLIF, z: Tensor, steps: Sequence[int] | None = None,
                            probes: int = 8, seed: int = 0) -> float:
     """Root mean-square row norm of ``dy_{t+1}/dy_t`` of a :class:`RecurrentLIF`, by autograd, averaged over
@@ -141,6 +152,7 @@ def measured_jacobian_gain(layer: RecurrentLIF, z: Tensor, steps: Sequence[int] 
     return hutchinson_gain(pairs, probes, seed)
 
 
+@checked
 def bptt_norms(layer: RecurrentLIF, z: Tensor, seed: int = 0) -> Tensor:
     """``||dL/dy_t||`` for every t, with ``L = <u, y_T>`` (u Rademacher) at the last step: how a gradient
     injected at the end travels back through time."""
@@ -155,6 +167,7 @@ def bptt_norms(layer: RecurrentLIF, z: Tensor, seed: int = 0) -> Tensor:
                         for y in membranes])
 
 
+@checked
 def late_growth(norms: Sequence[float] | None) -> float | None:
     """The growth per step going back in time that a user is shown (analyzer, candidates, diagnostics): the
     geometric mean over the second half of the steps where the gradient-norm curve is non-zero (the stationary
@@ -168,6 +181,7 @@ def late_growth(norms: Sequence[float] | None) -> float | None:
     return growth_per_step(torch.tensor(list(norms[start:end + 1]), dtype=torch.float64))
 
 
+@checked
 def growth_per_step(norms: Tensor, skip: int = 0) -> float:
     """Geometric-mean growth per step of a gradient-norm curve (earliest over latest, ``skip`` early steps
     ignored): > 1 means gradients grow going back in time."""

@@ -9,11 +9,13 @@ import torch
 from torch import Tensor
 
 from .._errors import ConfigError
+from .._validate import checked
 from ..surrogates import Surrogate
 from ._checks import Dynamics, Number, as64, check_leak, check_matrix, check_reset, raw64
 
 
 # -- voltage range under the uniform assumption ------------------------------------------------------------
+@checked
 def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics, input_max: Number = 1.0
                   ) -> tuple[Tensor, Tensor]:
     """Per-neuron bounds ``(v_min, v_max)`` of the centred membrane ``v = y - theta`` (paper.md 3.0).
@@ -40,6 +42,7 @@ def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics,
 
 
 # -- moments of sigma' under a uniform membrane -------------------------------------------------------------
+@checked
 def uniform_moment(surrogate: Surrogate, m: int, v_min: Number, v_max: Number) -> Tensor:
     """``E[sigma'(v)^m]`` for v uniform on ``[v_min, v_max]``, in closed form:
     ``gamma^m / (beta (v_max - v_min)) * (G_m(beta v_max) - G_m(beta v_min))`` with ``G_m(u) = int_0^u f^m``.
@@ -73,6 +76,7 @@ class PreparedWeights:
                                                                                           dtype=w.dtype)
 
 
+@checked
 def mean_square_gain(w_rec: Tensor | PreparedWeights | None, dynamics: Dynamics, *, sg1: Tensor, sg2: Tensor,
                      quiet: Number = 0.5) -> Tensor:
     """``g^2 = mean_i sum_j E[J_ij^2]``: the mean-square row norm of the transition derivative.
@@ -116,6 +120,7 @@ def mean_square_gain(w_rec: Tensor | PreparedWeights | None, dynamics: Dynamics,
     return off_mean + (own.mean() if own.dim() else own)
 
 
+@checked
 def theory_moments(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics,
                    input_max: Number = 1.0) -> tuple[Tensor, Tensor, Tensor]:
     """``(E[sigma'], E[sigma'^2], P(no spike))`` per neuron under the uniform-voltage assumption."""
@@ -128,6 +133,7 @@ def theory_moments(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | No
     return sg1, sg2, quiet
 
 
+@checked
 def theory_gain(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics, *,
                 input_max: Number = 1.0) -> float:
     """The paper's prediction of the per-step gradient gain g from the weights alone (uniform voltage)."""
@@ -135,6 +141,7 @@ def theory_gain(surrogate: Surrogate, w_rec: Tensor | None, w_in: Tensor | None,
     return uniform_gain(surrogate, PreparedWeights(w_rec) if w_rec is not None else None, lo, hi, dynamics)
 
 
+@checked
 def uniform_gain(surrogate: Surrogate, prep: PreparedWeights | None, lo: Tensor, hi: Tensor, dynamics: Dynamics
                  ) -> float:
     """The gain for membranes uniform on ``[lo, hi]`` (per neuron)."""
