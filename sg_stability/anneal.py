@@ -161,8 +161,9 @@ class ThresholdAnnealing(_Scheduled):
                               allowed="snnTorch, SpikingJelly and Norse LIF-family neurons",
                               fix="leave them out of the model you pass, or anneal them by hand")
         self._tx = Transaction()
-        for site, theta in self._sites:
-            site.driver.set_threshold(theta * self.factor, self._tx)  # records the original objects
+        with self._tx:  # a failure at any site puts every threshold back
+            for site, theta in self._sites:
+                site.driver.set_threshold(theta * self.factor, self._tx)  # records the original objects
 
     @property
     def factor(self) -> float:

@@ -575,3 +575,24 @@ def test_every_stability_function_names_an_argument_of_the_wrong_type(func, para
         f(**args)
     four_part(info.value, "object")
     assert param in str(info.value)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_threshold_annealing_that_fails_at_one_site_changes_no_threshold(framework, monkeypatch):
+    model, _ = make(framework)
+    sites = sg.find_neurons(model)
+    driver_type = type(sites[-1].driver)
+    real_set = driver_type.set_threshold
+    calls = [0]
+
+    def set_threshold(self: Any, value: Any, tx: Any) -> None:
+        calls[0] += 1
+        real_set(self, value, tx)
+        if calls[0] == len(sites):
+            raise Interrupt("Ctrl-C")
+
+    monkeypatch.setattr(driver_type, "set_threshold", set_threshold)
+    before = snapshot(model)
+    with pytest.raises(Interrupt):
+        sg.anneal.ThresholdAnnealing(model, 0.5, _schedule())
+    assert_unchanged(model, before)
