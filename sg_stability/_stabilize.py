@@ -14,7 +14,6 @@ from ._api import patch
 from ._errors import ConfigError
 from ._handle import PatchHandle
 from ._tune import Batches, LossFn, ScoreFn, check_race_options, tune
-from ._validate import keywords, option
 from .analysis import Run, analyze_layers, candidates
 from .analysis.analyzer import check_options
 from .analysis.sample import with_time_dim
@@ -63,11 +62,9 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     base = get(family, **params)
     run = with_time_dim(run, time_dim)
     if init is not None:
-        from .init import METHODS
+        from .init import check_method
 
-        init = option(init, "init", [m for m in METHODS if m != "stability"] + ["stability"],
-                      example='init="at_threshold"', where="stabilize")
-        init_options = keywords(init_options, "init_options", METHODS[init], skip=("run",), where="stabilize")
+        init_options = check_method(init, init_options, "stabilize")
     elif init_options:
         raise ConfigError("stabilize: init_options were given without init", got=init_options,
                           allowed="init_options together with init=<method>",

@@ -20,9 +20,9 @@ Weights are not restored by a patch handle (decisions D5); pass ``backup=True`` 
 
 from ._at_threshold import at_threshold, stability
 from ._fluctuation import fluctuation, variance_flow
-from ._methods import METHODS, initialize
+from ._methods import METHODS, check_method, initialize
 from ._rate import calibrate_rate
 from ._report import InitReport, WeightChange
 
-__all__ = ["METHODS", "InitReport", "WeightChange", "at_threshold", "calibrate_rate", "fluctuation", "initialize",
-           "stability", "variance_flow"]
+__all__ = ["METHODS", "InitReport", "WeightChange", "at_threshold", "calibrate_rate", "check_method", "fluctuation",
+           "initialize", "stability", "variance_flow"]

@@ -20,13 +20,19 @@ METHODS: dict[str, Callable[..., InitReport]] = {"at_threshold": at_threshold, "
                                                   "stability": stability}
 
 
-def initialize(model: nn.Module, sample: Any, method: str, **options: Any) -> InitReport:
-    """Apply the initialiser ``method`` (one of :data:`METHODS`) with its ``options``."""
+def check_method(method: Any, options: Any, where: str) -> dict[str, Any]:
+    """A four-part error unless ``method`` is one of :data:`METHODS` and ``options`` are keywords it takes
+    (``run`` excepted: the caller passes it); returns the options as a dict."""
     if not isinstance(method, str) or method not in METHODS:
-        raise ConfigError("unknown initialisation method", got=method,
+        raise ConfigError(f"{where}: unknown initialisation method", got=method,
                           allowed=f"one of {sorted(m for m in METHODS if m != 'stability')}",
                           fix='e.g. init="at_threshold" (the paper: mean membrane at threshold, a high initial '
                               'firing rate)')
+    return keywords(options, "options", METHODS[method], skip=("run",), where=f"{where}({method!r})")
+
+
+def initialize(model: nn.Module, sample: Any, method: str, **options: Any) -> InitReport:
+    """Apply the initialiser ``method`` (one of :data:`METHODS`) with its ``options``."""
     run = options.pop("run", None)
-    options = keywords(options, "options", METHODS[method], skip=("run",), where=f"initialize({method!r})")
-    return METHODS[method](model, sample, run=run, **options)
+    checked = check_method(method, options, "initialize")
+    return METHODS[method](model, sample, run=run, **checked)
