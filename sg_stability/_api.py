@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._handle import PatchHandle, display_path, installed_by_live_handle, live_handles, model_lock
 from ._install import install
-from ._validate import flag
+from ._validate import flag, glob_patterns
 from .adapter_api import AdapterInfo, NeuronSite, PatchOptions
 from .surrogates import Surrogate, get
 
@@ -33,7 +33,7 @@ Targets = (str | Sequence[str] | Sequence[NeuronSite] | Callable[[str, nn.Module
            | Mapping[str, "str | Surrogate"] | None)
 
 
-def _require_module(model: Any, func: str) -> nn.Module:
+def require_module(model: Any, func: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"{func}() needs a torch.nn.Module",
@@ -49,7 +49,7 @@ def find_neurons(model: nn.Module) -> list[NeuronSite]:
 
     Shared modules (one module object at several paths) appear once, at their first path.
     """
-    _require_module(model, "find_neurons")
+    require_module(model, "find_neurons")
     sites: list[NeuronSite] = []
     seen: set[int] = set()
     with model_lock(model):  # not while another thread patches it
@@ -66,7 +66,7 @@ def find_neurons(model: nn.Module) -> list[NeuronSite]:
 
 def neuron_sites(model: Any, func: str) -> list[NeuronSite]:
     """``find_neurons`` for a caller that needs at least one site: a four-part error otherwise."""
-    _require_module(model, func)
+    require_module(model, func)
     sites = find_neurons(model)
     if not sites:
         raise _no_neurons(model)
@@ -93,18 +93,9 @@ def _no_neurons(model: nn.Module) -> NoNeuronsFoundError:
 
 
 def _as_patterns(targets: Any) -> list[str]:
-    iterable = isinstance(targets, Sequence | set | frozenset)
-    patterns = [targets] if isinstance(targets, str) else list(targets) if iterable else [None]
-    bad = [p for p in patterns if not isinstance(p, str)]
-    if bad or not patterns:
-        raise ConfigError(
-            "targets must be glob patterns on module paths",
-            got=targets,
-            allowed="a glob string ('encoder.*'), a list of globs, a callable (path, module) -> bool, "
-            "or a mapping {glob: surrogate}",
-            fix="use the paths shown by sg.find_neurons(model)",
-        )
-    return [str(p) for p in patterns]
+    return glob_patterns(targets, "targets", allowed="a glob string ('encoder.*'), a list of globs, a callable "
+                         "(path, module) -> bool, or a mapping {glob: surrogate}",
+                         fix="use the paths shown by sg.find_neurons(model)")
 
 
 def _select(
@@ -206,7 +197,7 @@ def patch(
     requested one (SpikingJelly 2.0 then keeps its fused kernels); ``False`` always installs ours.
     Returns a :class:`PatchHandle`; ``handle.remove()`` restores the identical original objects.
     """
-    _require_module(model, "patch")
+    require_module(model, "patch")
     strict, builtin = flag(strict, "strict", where="patch"), flag(builtin, "builtin", where="patch")
     if isinstance(targets, Mapping):
         if surrogate is not None:
@@ -253,7 +244,7 @@ def patch(
 
 def unpatch(model: nn.Module, *, force: bool = False) -> int:
     """Remove every live patch of ``model``, newest first. Returns how many handles were removed."""
-    _require_module(model, "unpatch")
+    require_module(model, "unpatch")
     force = flag(force, "force", where="unpatch")
     with model_lock(model):
         handles = live_handles(model)
@@ -264,5 +255,5 @@ def unpatch(model: nn.Module, *, force: bool = False) -> int:
 
 def is_patched(model: nn.Module) -> bool:
     """True while ``model`` has a live sg_stability patch (a deepcopy of a patched model has none)."""
-    _require_module(model, "is_patched")
+    require_module(model, "is_patched")
     return bool(live_handles(model))

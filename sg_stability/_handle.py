@@ -11,8 +11,9 @@ from typing import Any, Self
 
 from torch import nn
 
-from ._errors import ConfigError, PatchConflictError, Problem, raw
+from ._errors import PatchConflictError, Problem, raw
 from ._transaction import Change, Transaction, current_value
+from ._validate import flag
 from .adapter_api import NativeReading, NeuronSite
 from .surrogates import Surrogate
 
@@ -158,9 +159,7 @@ class PatchHandle:
         Raises :class:`PatchConflictError` if something else replaced a patched attribute since, unless
         ``force=True`` (then the original is restored anyway and the other change is lost).
         """
-        if not isinstance(force, bool):
-            raise ConfigError("remove: force must be True or False", got=force, allowed="True or False",
-                              fix="call remove() or remove(force=True)")
+        flag(force, "force", where="remove")
         model = self._model_ref()
         with model_lock(model) if model is not None else contextlib.nullcontext():
             return self._remove(force)

@@ -90,6 +90,17 @@ def option(value: Any, name: str, options: Iterable[str], *, example: str | None
     return value
 
 
+def glob_patterns(value: Any, name: str, *, allowed: str, fix: str, where: str = "") -> list[str]:
+    """``value`` as a non-empty list of glob patterns on module paths (a string, or a list, tuple or set of them)."""
+    many = isinstance(value, list | tuple | set | frozenset)
+    patterns = [value] if isinstance(value, str) else list(value) if many else [None]
+    if not patterns or not all(isinstance(p, str) for p in patterns):
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}{name} must be glob patterns on module paths", got=value, allowed=allowed,
+                          fix=fix)
+    return [str(p) for p in patterns]
+
+
 def keywords(given: Any, name: str, func: Callable[..., Any], *, skip: Iterable[str] = (),
              where: str = "") -> dict[str, Any]:
     """``given`` as keyword arguments of ``func``: a mapping with string keys that ``func`` accepts (``skip``:

@@ -27,7 +27,7 @@ from ._errors import ConfigError
 from ._transaction import Transaction
 from ._validate import real
 from .adapter_api import NeuronSite
-from .schedules import Schedule
+from .schedules import Schedule, check_schedule
 from .surrogates import RANGES, Surrogate
 
 __all__ = ["NoiseInjection", "SharpnessAnnealing", "ThresholdAnnealing"]
@@ -37,17 +37,9 @@ def _positive(value: Any, name: str, where: str) -> float:
     return real(value, name, above=0.0, example=f"{name}=0.5", where=where)
 
 
-def _schedule(schedule: Any) -> Schedule:
-    if not isinstance(schedule, Schedule):
-        raise ConfigError("schedule must be an sg_stability.schedules.Schedule", got=type(schedule).__name__,
-                          allowed="LinearRamp, ExponentialApproach, HardSwitch, Constant, or a subclass",
-                          fix="e.g. schedule=sg.schedules.LinearRamp(total_epochs=50)")
-    return schedule
-
-
 class _Scheduled:
     def __init__(self, schedule: Schedule) -> None:
-        self.schedule = _schedule(schedule)
+        self.schedule = check_schedule(schedule, type(self).__name__)
         self.removed = False
 
     def _apply(self) -> None:

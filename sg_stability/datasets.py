@@ -44,17 +44,11 @@ class SpikeDataset:
 
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}", got=value,
-                          allowed=f"{minimum}, {minimum + 1}, ...", fix=f"pass {name}={max(minimum, 2)} or more")
-    return value
+    return integer(value, name, minimum=minimum, example=f"{name}={max(minimum, 2)}")
 
 
 def _fraction(name: str, value: object, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-        raise ConfigError(f"{name} must be a number in [{low}, {high}]", got=value,
-                          allowed=f"{low} <= {name} <= {high}", fix=f"pass a value such as {(low + high) / 2:g}")
-    return float(value)
+    return real(value, name, minimum=low, maximum=high, example=f"{name}={(low + high) / 2:g}")
 
 
 def _manifold(dim: int, channels: int, alpha: float, basis: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -92,9 +86,7 @@ def randman(*, classes: int = 5, channels: int = 20, dim: int = 1, samples_per_c
     samples_per_class = _positive_int("samples_per_class", samples_per_class)
     steps = _positive_int("steps", steps, 2)
     basis = _positive_int("basis", basis)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-        raise ConfigError("alpha must be a finite number >= 0", got=alpha, allowed="0 <= alpha (2 is Zenke & Vogels')",
-                          fix="pass alpha=2.0")
+    alpha = real(alpha, "alpha", minimum=0.0, example="alpha=2.0 (Zenke & Vogels')", where="randman")
     jitter = _fraction("jitter", jitter, 0.0, float(steps))
     g = torch.Generator().manual_seed(integer(seed, "seed", example="seed=0"))
     coords, labels = [], []

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from ._api import neuron_sites
-from ._errors import ConfigError, did_you_mean
-from ._validate import flag
+from ._errors import ConfigError
+from ._validate import flag, option
 from .adapter_api import NeuronSite
 from .analysis.plotting import save_figure, subplots
 from .stability import late_growth
@@ -177,10 +177,7 @@ class Diagnostics:
 
     def history(self, path: str) -> list[EpochRecord]:
         """The epoch records of one layer (its path, as in :meth:`summary`)."""
-        if path not in self.layers:
-            names = list(self.layers)
-            raise ConfigError(f"Diagnostics has no layer {path!r}.{did_you_mean(str(path), names)}", got=path,
-                              allowed=f"one of {names}", fix="use a layer path as summary() prints it")
+        option(path, "layer", self.layers, example="a layer path as summary() prints it", where="Diagnostics.history")
         return self.layers[path].history
 
     # -- reporting -----------------------------------------------------------------------------------------------

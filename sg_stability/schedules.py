@@ -32,10 +32,7 @@ def _epochs(value: Any, name: str) -> int:
 
 
 def _fraction(value: Any, name: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} must be a fraction of the training in [0, 1]", got=value, allowed="0 <= x <= 1",
-                          fix=f"e.g. {name}=0.2 for a fifth of the planned epochs")
-    return float(value)
+    return real(value, name, minimum=0.0, maximum=1.0, example=f"{name}=0.2 (a fifth of the planned epochs)")
 
 
 class Schedule:
@@ -170,6 +167,16 @@ class HardSwitch(Schedule):
 
 
 _NAMES = {"linear": LinearRamp, "exponential": ExponentialApproach, "switch": HardSwitch, "constant": Constant}
+
+
+def check_schedule(schedule: Any, where: str) -> Schedule:
+    """``schedule`` if it is a :class:`Schedule`, else a four-part error (a name is not a schedule)."""
+    if not isinstance(schedule, Schedule):
+        raise ConfigError(f"{where}: schedule must be an sg_stability.schedules.Schedule", got=schedule,
+                          allowed="LinearRamp, ExponentialApproach, HardSwitch, Constant (or a subclass)",
+                          fix="e.g. schedule=sg.schedules.LinearRamp(total_epochs=50), or "
+                              'sg.schedules.get_schedule("linear", total_epochs=50)')
+    return schedule
 
 
 def get_schedule(name: str, **kwargs: Any) -> Schedule:

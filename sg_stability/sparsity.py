@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from ._api import neuron_sites
 from ._errors import ConfigError
-from ._validate import flag, option, real
+from ._validate import flag, glob_patterns, option, real
 from .adapter_api import NeuronSite
-from .schedules import Constant, HardSwitch, Schedule
+from .schedules import Constant, HardSwitch, Schedule, check_schedule
 
 __all__ = ["KINDS", "FiringRateControl", "RateMonitor", "SparsityLoss"]
 
@@ -49,12 +49,9 @@ class RateMonitor:
                               fix="reuse the existing monitor, or call its remove() first")
         flag(sync, "sync", where="RateMonitor")
         if layers is not None:
-            patterns = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, list | tuple) \
-                else [layers]
-            if not patterns or not all(isinstance(p, str) for p in patterns):
-                raise ConfigError("RateMonitor: layers must be glob patterns on module paths", got=layers,
-                                  allowed=f"a glob string or a list of them, over {[s.path for s in sites]}",
-                                  fix="e.g. layers='lif*', or leave layers=None for every spiking layer")
+            patterns = glob_patterns(layers, "layers", where="RateMonitor",
+                                     allowed=f"a glob string or a list of them, over {[s.path for s in sites]}",
+                                     fix="e.g. layers='lif*', or leave layers=None for every spiking layer")
             chosen = [s for s in sites if any(fnmatch.fnmatchcase(s.path, p) for p in patterns)]
             if not chosen:
                 raise ConfigError("layers matched no spiking layer", got=layers,
@@ -169,11 +166,8 @@ class SparsityLoss:
     def __init__(self, kind: str = "squared", target: float | Mapping[str, float] = 0.01, *, lower: float = 0.0,
                  per_neuron: bool = False, weight: float = 1.0, schedule: Schedule | None = None) -> None:
         option(kind, "sparsity loss kind", KINDS, example='kind="squared" (the paper)', where="SparsityLoss")
-        if schedule is not None and not isinstance(schedule, Schedule):
-            raise ConfigError("SparsityLoss: schedule must be an sg_stability.schedules.Schedule", got=schedule,
-                              allowed="LinearRamp, ExponentialApproach, HardSwitch, Constant (or a subclass), or None",
-                              fix="e.g. schedule=sg.schedules.LinearRamp(total_epochs=50), or "
-                                  'sg.schedules.get_schedule("linear", total_epochs=50)')
+        if schedule is not None:
+            check_schedule(schedule, "SparsityLoss")
         if isinstance(target, Mapping):
             self.targets = {str(k): _rate_value(v, f"target[{k!r}]") for k, v in target.items()}
         else:

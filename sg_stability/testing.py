@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._api import find_neurons, patch
+from ._api import find_neurons, patch, require_module
 from ._errors import AlreadyPatchedError, ConfigError, raw
 from ._handle import live_handles
 from ._transaction import preserved_state
@@ -156,8 +156,7 @@ def verify_patch(
     **params: Any,
 ) -> ConformanceReport:
     """Run the conformance battery (module docstring) on ``model``; leaves it unpatched (also when it raises)."""
-    if not isinstance(model, nn.Module):
-        find_neurons(model)  # the four-part "needs a torch.nn.Module"
+    require_module(model, "verify_patch")
     if not callable(run):
         raise ConfigError("verify_patch: run must be a callable run(model) -> output tensor", got=run,
                           allowed="a function that resets the model, runs a fixed input and returns a tensor",

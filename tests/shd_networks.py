@@ -127,14 +127,21 @@ def available() -> list[str]:
 TINY = {"n_in": 12, "n_rec": 8, "n_out": 3}
 
 
-def tiny(framework: str, seed: int = 0, steps: int = 6, batch: int = 2) -> tuple[nn.Module, torch.Tensor]:
-    """The TINY network in ``framework`` (skipped when it is not installed) and a spike sample [steps, batch, 12]."""
+def build(framework: str, dims: dict[str, int], *, steps: int, batch: int, rate: float, seed: int = 0,
+          **scales: float) -> tuple[nn.Module, torch.Tensor]:
+    """The network with ``dims`` in ``framework`` (the test is skipped when the framework is not installed) and a
+    spike sample [steps, batch, n_in]."""
     import warnings
 
     import pytest
 
     pytest.importorskip(framework)
-    x = sample(steps=steps, batch=batch, n_in=TINY["n_in"], rate=0.3)
+    x = sample(steps=steps, batch=batch, n_in=dims["n_in"], rate=rate)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return BUILDERS[framework](weights(seed=seed, **TINY)), x
+        return BUILDERS[framework](weights(seed=seed, **dims, **scales)), x
+
+
+def tiny(framework: str, seed: int = 0, steps: int = 6, batch: int = 2) -> tuple[nn.Module, torch.Tensor]:
+    """The TINY network in ``framework`` and a spike sample [steps, batch, 12]."""
+    return build(framework, TINY, steps=steps, batch=batch, rate=0.3, seed=seed)

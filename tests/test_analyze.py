@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import shd_networks
@@ -32,12 +31,7 @@ def same(a: dict, b: dict) -> bool:
 
 
 def small_net(framework: str, seed: int = 0, **scales: float) -> tuple[nn.Module, torch.Tensor]:
-    pytest.importorskip(framework)
-    w = shd_networks.weights(seed=seed, **SMALL, **scales)
-    x = shd_networks.sample(steps=50, batch=8, n_in=SMALL["n_in"], rate=0.1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return shd_networks.BUILDERS[framework](w), x
+    return shd_networks.build(framework, SMALL, steps=50, batch=8, rate=0.1, seed=seed, **scales)
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])

@@ -235,7 +235,7 @@ MODEL_CASES: list[Case] = [
      sg.ConfigError, "1e+300"),
     ("anneal-sharpness-schedule-str", lambda m, x: (_patched(m, x), sg.anneal.SharpnessAnnealing(m, 1.0, 4.0,
                                                                                                 "linear")),
-     sg.ConfigError, "str"),
+     sg.ConfigError, "'linear'"),
     ("anneal-threshold-nan", lambda m, x: sg.anneal.ThresholdAnnealing(m, NAN, _schedule()), sg.ConfigError, "nan"),
     ("anneal-threshold-neg", lambda m, x: sg.anneal.ThresholdAnnealing(m, -1.0, _schedule()), sg.ConfigError,
      "-1.0"),

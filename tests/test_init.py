@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import shd_networks
@@ -15,13 +14,8 @@ SMALL = {"n_in": 200, "n_rec": 64, "n_out": 8}
 
 
 def small_net(framework: str, seed: int = 0):
-    pytest.importorskip(framework)
     torch.manual_seed(seed)
-    w = shd_networks.weights(seed=seed, **SMALL)
-    x = shd_networks.sample(steps=60, batch=16, n_in=SMALL["n_in"], rate=0.1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return shd_networks.BUILDERS[framework](w), x
+    return shd_networks.build(framework, SMALL, steps=60, batch=16, rate=0.1, seed=seed)
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly"])

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._api import neuron_sites
+from .._api import neuron_sites, require_module
 from .._errors import ConfigError, raw
 from .._handle import model_lock
 from .._install import install
@@ -235,8 +235,7 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
            grad: bool = True) -> Iterator[Trace]:
     """Run ``model`` on ``sample`` with recording surrogates and hooks installed; everything is removed on exit,
     so the model is left exactly as it was. Raises a four-part error when the run fails."""
-    if not isinstance(model, nn.Module):
-        neuron_sites(model, "analyze")  # the four-part "needs a torch.nn.Module"
+    require_module(model, "analyze")
     if run is not None and not callable(run):
         raise ConfigError("run must be a callable run(model, sample)", got=run,
                           allowed="None (the model is called on the sample) or a function (model, x) -> output",

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .._errors import ConfigError, raw
+from .._validate import flag
 from ._cuda import CudaCodegen
 from ._params import (
     RANGES,
@@ -148,13 +149,11 @@ class Surrogate(nn.Module):
             raise ConfigError(f"{self.family}: heaviside must be a Heaviside convention", got=heaviside,
                               allowed="sg_stability.surrogates.Heaviside(inclusive: bool, float32: bool)",
                               fix="leave it out (v > 0) or pass Heaviside(inclusive=True) for v >= 0")
-        if not isinstance(spiking, bool):
-            raise ConfigError(f"{self.family}: spiking must be True or False", got=spiking, allowed="True or False",
-                              fix="pass spiking=False for the smooth primitive (ANN mode), else leave it out")
+        flag(spiking, "spiking", where=self.family)
         self.heaviside = Heaviside(*heaviside)
         #: the neuron site it is installed at (set by the adapter that installs it; named in errors)
         self.site_path: str | None = None
-        self.spiking = spiking
+        self.spiking = bool(spiking)
         self.dampening = dampening
         self.sharpness = sharpness
 
