@@ -3,7 +3,9 @@
 - temporal: ``||dL/dI_t|| / ||dL/dI_{t+1}||`` for ``L = <u, v_{t+1}>`` (I: the neuron's input current);
 - layer to layer: the RMS row norm of ``dI_next/dv`` at the same step (Hutchinson);
 - BPTT: ``||dL/dI_t||`` for every t, for ``L = <u, v_T>`` injected at the last step, and its late growth
-  (``stability.late_growth``: the one growth formula users are shown).
+  (``stability.late_growth``: the one growth formula users are shown);
+- across layers: the root-mean-square ``dL/dI`` of every layer's input current over the whole run, for
+  ``L = <u, output>`` on the model's own output, and their spread (largest over smallest).
 """
 
 from __future__ import annotations
@@ -14,7 +16,40 @@ import torch
 from torch import Tensor
 
 from .. import stability as st
-from .tracing import StepRef, grads, value
+from .tracing import Record, StepRef, grads, value
+
+
+def output_tensors(output: object) -> list[Tensor]:
+    """The floating-point tensors with a gradient in what a run returned (a tensor, or tuples, lists and dicts of
+    them: ``(spikes, membrane)``, ``(output, state)``, ...)."""
+    if isinstance(output, Tensor):
+        return [output] if output.is_floating_point() and output.requires_grad else []
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
+    return [t for item in items for t in output_tensors(item)]
+
+
+def layer_gradients(output: object, records: list[Record], gen: torch.Generator) -> dict[str, float]:
+    """Per layer, the root-mean-square of ``dL/dI`` over every input current the layer received, for
+    ``L = <u, output>`` with Rademacher ``u`` on the run's output. A layer whose input the loss does not reach
+    (its spikes are not used by the output) gets 0."""
+    outs = output_tensors(output)
+    refs = [(rec.path, i) for rec in records for i in rec.inputs if isinstance(i, Tensor) and i.requires_grad]
+    if not outs or not refs:
+        return {}
+    loss = sum((o * st.rademacher(o, gen)).sum() for o in outs)
+    got = grads(loss, [(i, None) for _, i in refs])
+    total: dict[str, list[float]] = {rec.path: [0.0, 0.0] for rec in records}
+    for (path, i), g in zip(refs, got, strict=True):
+        total[path][0] += float(g.double().square().sum()) if g is not None else 0.0
+        total[path][1] += i.numel()
+    return {path: math.sqrt(sq / n) for path, (sq, n) in total.items() if n > 0}
+
+
+def spread(gradients: dict[str, float]) -> float | None:
+    """Largest over smallest non-zero layer gradient (1: every layer receives the same gradient); None with
+    fewer than two layers that receive one."""
+    used = [g for g in gradients.values() if g > 0 and math.isfinite(g)]
+    return max(used) / min(used) if len(used) >= 2 else None
 
 
 def measured_temporal(xs: list[StepRef], ins: list[StepRef], probes: int, gen: torch.Generator) -> float | None:

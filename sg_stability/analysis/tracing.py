@@ -39,6 +39,15 @@ StepRef = tuple[Tensor, int | None]
 Event = tuple[str, Any, Any]  # ("w", weight module, record of the neuron whose spikes it consumed) or ("n", record)
 
 
+#: normalisation layers: what the neuron sees after one of them does not move when the weights before it move
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def affine(norm: nn.Module | None) -> bool:
+    """True for a normalisation layer with learnable scale and shift (what an initialiser can set)."""
+    return norm is not None and all(isinstance(getattr(norm, k, None), nn.Parameter) for k in ("weight", "bias"))
+
+
 def weight_of(module: nn.Module | None) -> Tensor | None:
     """The weight matrix or kernel of a weight module (``nn.Linear``, ``nn.Conv*``, ...), else None."""
     w = getattr(module, "weight", None)
@@ -55,6 +64,7 @@ class Record:
     calls: list[Tensor] = field(default_factory=list)  # inputs of the observed surrogate, one per call
     inputs: list[Tensor | None] = field(default_factory=list)  # first argument of each module call
     outputs: list[Tensor] = field(default_factory=list)  # spikes of each module call
+    norms: list[nn.Module | None] = field(default_factory=list)  # per call, the normalisation its input came from
     first_event: int = -1
     feed: nn.Module | None = None
     recurrent: nn.Module | None = None
@@ -67,6 +77,7 @@ class Record:
         self.calls.clear()
         self.inputs.clear()
         self.outputs.clear()
+        self.norms.clear()
         self.first_event, self.feed, self.recurrent = -1, None, None
 
     def weights(self) -> tuple[Tensor | None, Tensor | None]:
@@ -82,6 +93,13 @@ class Record:
         """The bias of the feed module, when the input weight is not held by the neuron."""
         b = None if self.holds_input_weight() else getattr(self.feed, "bias", None)
         return b if isinstance(b, Tensor) else None
+
+    @property
+    def norm(self) -> nn.Module | None:
+        """The normalisation layer whose output is this neuron's input at every call (e.g. conv -> BatchNorm ->
+        neuron, also with a residual added in place), else None."""
+        first = self.norms[0] if self.norms else None
+        return first if first is not None and all(n is first for n in self.norms) else None
 
     def spike_steps(self) -> list[StepRef]:
         """The centred membrane of every time step (the spike call of each step)."""
@@ -175,6 +193,8 @@ class Trace:
         self.weight_io: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
         self.events: list[Event] = []
         self.owner: dict[int, Record] = {}  # id of a spike tensor -> the record that produced it
+        self.output: Any = None  # what the last run returned
+        self.normalised: dict[int, tuple[nn.Module, Tensor]] = {}  # id of a normalisation's output -> (it, output)
 
     def ordered(self) -> list[Record]:
         """The records of neurons that ran, in the order they first ran."""
@@ -187,6 +207,8 @@ class Trace:
         self.weight_io.clear()
         self.events.clear()
         self.owner.clear()
+        self.output = None
+        self.normalised.clear()
         for rec in self.records.values():
             rec.site.driver.reset_state()
         sample = self.sample
@@ -195,7 +217,7 @@ class Trace:
             else sample
         try:
             with torch.set_grad_enabled(self.grad):
-                self._run(self.model, fed)
+                self.output = self._run(self.model, fed)
         except Exception as exc:
             shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
             raise ConfigError(
@@ -210,6 +232,7 @@ class Trace:
     def input_hook(self, rec: Record) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:  # returns None: the arguments stay as they are
             rec.inputs.append(args[0] if args else None)
+            rec.norms.append(self.normalisation_of(args[0]) if args else None)
             self.events.append(("n", rec, None))
 
         return hook
@@ -222,6 +245,19 @@ class Trace:
                 self.owner[id(spikes)] = rec
 
         return hook
+
+    def norm_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        if isinstance(out, Tensor):
+            self.normalised[id(out)] = (module, out)  # the output is kept, so its id is not reused in the run
+
+    def normalisation_of(self, x: Any) -> nn.Module | None:
+        """The normalisation layer that produced ``x`` (or the tensor ``x`` is a view of: a reshape, a flatten)."""
+        while isinstance(x, Tensor):
+            entry = self.normalised.get(id(x))
+            if entry is not None and entry[1] is x:
+                return entry[0]
+            x = x._base
+        return None
 
     def weight_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         source = self.owner.get(id(args[0])) if args and isinstance(args[0], Tensor) else None
@@ -265,6 +301,8 @@ def _traced(model: nn.Module, sites: list[NeuronSite], sample: Any, *, run: Run 
         for module in model.modules():
             if id(module) not in internal and weight_of(module) is not None:
                 hooks.append(module.register_forward_hook(trace.weight_hook))
+            if id(module) not in internal and isinstance(module, NORMS):
+                hooks.append(module.register_forward_hook(trace.norm_hook))
         for rec in records.values():
             hooks.append(rec.site.module.register_forward_pre_hook(trace.input_hook(rec)))
             hooks.append(rec.site.module.register_forward_hook(trace.output_hook(rec)))

@@ -24,6 +24,8 @@ def at_threshold(model: nn.Module, sample: Any, *, run: Run | None = None, backu
       (Condition II, with the factor 2 the reference code lacks; measured input statistics).
     - Feed-forward layers: the input weights' mean is shifted so that the mean input current puts the mean
       membrane at threshold (Condition I without recurrence): a high initial firing rate, as the paper recommends.
+      After a normalisation layer (conv -> BatchNorm -> neuron) its bias is set to that mean instead: the
+      normalisation would cancel a shift of the weights before it.
     """
 
     def apply(layer: InitLayer, writer: Writer, report: InitReport) -> None:
@@ -45,6 +47,9 @@ def at_threshold(model: nn.Module, sample: Any, *, run: Run | None = None, backu
             new = mu + (torch.rand(layer.w_rec.shape, dtype=torch.float64) * 2 - 1) * half
             writer.write(layer.name, "recurrent", layer.w_rec, new,
                          f"Condition I mean {mu:.4g}, Condition II variance {verdict.value:.4g}")
+        elif layer.norm is not None and layer.w_rec is None:
+            layer.write_norm(writer, report, float(cond.threshold_drive(dyn.leak, dyn.threshold, reset)) / c, None,
+                             "Condition I (membrane at threshold)")
         elif layer.w_in is not None and layer.inputs is not None and layer.input_current_mean is not None:
             target = float(cond.threshold_drive(dyn.leak, dyn.threshold, reset)) / c
             missing = target - layer.input_current_mean

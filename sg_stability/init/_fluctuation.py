@@ -30,7 +30,9 @@ def fluctuation(model: nn.Module, sample: Any, *, run: Run | None = None, mu_u: 
 
     per afferent group c (feed-forward share ``feedforward_share``, recurrent the rest). ``sigma_u`` defaults to
     ``(theta - mu_u)/xi``. ``mu_u="threshold"`` is the paper's variant: mean membrane at threshold, sigma_U =
-    theta, and no ``- mu_w^2`` correction. Weights are normal. Needs ``leak < 1``.
+    theta, and no ``- mu_w^2`` correction. Weights are normal. Needs ``leak < 1``. A feed-forward layer right
+    after a normalisation layer gets the normalisation's bias ``mu_U / eps_bar`` and weight
+    ``sigma_U / sqrt(eps_hat)`` instead (the input current's mean and standard deviation, white in time).
     """
     if mu_u != "threshold":
         if isinstance(mu_u, str | bool) or not isinstance(mu_u, numbers.Real):
@@ -51,14 +53,18 @@ def fluctuation(model: nn.Module, sample: Any, *, run: Run | None = None, mu_u: 
         if dyn.leak >= 1.0:
             report.skipped.append(f"{layer.name}: integrate-and-fire (leak 1) has no finite PSP kernel")
             return
-        if layer.inputs is None or layer.w_in is None:
-            report.skipped.append(f"{layer.name}: input statistics unavailable")
-            return
         c, a, th = dyn.input_gain, dyn.leak, dyn.threshold
         eps_bar, eps_hat = c / (1 - a), c * c / (1 - a * a)
         centred = mu_u == "threshold"
         mean_u = th if centred else float(mu_u)
         sd_u = sigma_u if sigma_u is not None else (th if centred else (th - mean_u) / xi)
+        if layer.norm is not None and layer.w_rec is None:  # a current of mean m, std s: U has mean m eps_bar
+            layer.write_norm(writer, report, mean_u / eps_bar, sd_u / math.sqrt(eps_hat),  # and std s sqrt(eps_hat)
+                             f"mu_U {mean_u:.3g}, sigma_U {sd_u:.3g}")
+            return
+        if layer.inputs is None or layer.w_in is None:
+            report.skipped.append(f"{layer.name}: input statistics unavailable")
+            return
         nu_in = max(float(layer.inputs.double().mean()), 1e-6)
         n_in = layer.w_in.flatten(1).shape[1]
         groups = [("input", layer.w_in, n_in, nu_in)]
@@ -83,11 +89,15 @@ def fluctuation(model: nn.Module, sample: Any, *, run: Run | None = None, mu_u: 
 def variance_flow(model: nn.Module, sample: Any, *, run: Run | None = None, backup: bool = False) -> InitReport:
     """Micheli et al. (2024; paper.md 7b): zero-mean normal input weights with ``Var[w] = theta^2 / (c^2 n E[z^2])``
     (``E[z^2]`` measured: the firing probability for spike inputs), so the input current has the threshold as its
-    standard deviation in every layer. Recurrent weights are left as they are."""
+    standard deviation in every layer. Recurrent weights are left as they are. After a normalisation layer its
+    weight is set to ``theta / c`` and its bias to 0 instead."""
 
     def apply(layer: InitLayer, writer: Writer, report: InitReport) -> None:
         dyn = layer.dynamics
         assert dyn is not None
+        if layer.norm is not None:  # after a normalisation its scale is the input current's std
+            layer.write_norm(writer, report, 0.0, dyn.threshold / dyn.input_gain, "input current std theta / c")
+            return
         if layer.w_in is None or layer.inputs is None:
             report.skipped.append(f"{layer.name}: input statistics unavailable")
             return

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .._validate import flag
 from ..analysis import Record, Run, Trace, traced
+from ..analysis.tracing import affine, value
 from ..stability import Dynamics
 from ._report import InitReport, Writer, check_parametrized
 
@@ -26,14 +27,46 @@ class InitLayer:
     inputs: Tensor | None  # everything that entered the feed weight, flattened
     input_current_mean: float | None  # mean of the feed weight's output
     rate: float
+    norm: nn.Module | None = None  # the normalisation layer right before the neuron (its output is the input)
+    norm_name: str = ""
 
     @property
     def name(self) -> str:
         return self.record.path
 
+    def norm_targets(self, mean: float, std: float | None) -> tuple[Tensor, Tensor | None] | None:
+        """After a normalisation layer the neuron's input has, per feature and in training mode, the
+        normalisation's bias as its mean and its weight as its standard deviation: the values that give input
+        current ``mean`` (and standard deviation ``std``), or None when the normalisation has no affine
+        parameters to set."""
+        if not affine(self.norm):
+            return None
+        norm = self.norm
+        assert norm is not None
+        bias = torch.full_like(norm.bias.detach(), mean, dtype=torch.float64)
+        weight = None if std is None else torch.full_like(norm.weight.detach(), std, dtype=torch.float64)
+        return bias, weight
+
+    def write_norm(self, writer: Writer, report: InitReport, mean: float, std: float | None, rule: str) -> None:
+        """Set the normalisation's bias (and weight) so the neuron's input current has ``mean`` (and ``std``)."""
+        targets = self.norm_targets(mean, std)
+        if targets is None:
+            report.skipped.append(f"{self.name}: its input comes from {self.norm_name} "
+                                  f"({type(self.norm).__name__}) without affine parameters, which cancels any "
+                                  "change of the weights before it")
+            return
+        assert self.norm is not None
+        bias, weight = targets
+        writer.write(self.name, f"bias of {self.norm_name}", self.norm.bias, bias,
+                     f"{rule}: mean input current {mean:.4g} (set after the normalisation)")
+        if weight is not None:
+            writer.write(self.name, f"weight of {self.norm_name}", self.norm.weight, weight,
+                         f"{rule}: input current std {weight.flatten()[0]:.4g} (set after the normalisation)")
+
 
 def layers_of(trace: Trace) -> list[InitLayer]:
     """The spiking layers of the last run of ``trace``, in execution order."""
+    names = {m: n for n, m in trace.model.named_modules()}
     out = []
     for rec in trace.ordered():
         w_in, w_rec = rec.weights()
@@ -50,14 +83,19 @@ def layers_of(trace: Trace) -> list[InitLayer]:
             current = None
         else:
             inputs, current = None, None
+        norm = rec.norm
         out.append(InitLayer(rec, rec.site.driver.dynamics(), w_in, w_rec, rec.bias(), inputs, current,
-                             rate_of(rec)))
+                             rate_of(rec), norm, names.get(norm, "") if norm is not None else ""))
     return out
 
 
 def rate_of(rec: Record) -> float:
-    """The fraction of recorded surrogate calls that spiked (every call the observed surrogate received)."""
-    v = torch.cat([c.detach().reshape(-1) for c in rec.calls])
+    """The layer's firing rate: the fraction of neurons and steps that spiked, counted as ``analyze`` counts
+    them (the spike call of each step; snnTorch's second, detached call for the reset is not a step)."""
+    steps = rec.spike_steps()
+    if not steps:
+        return 0.0
+    v = torch.cat([value(x).detach().reshape(-1) for x in steps])
     return float(rec.fired(v).double().mean())
 
 

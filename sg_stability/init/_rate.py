@@ -10,16 +10,21 @@ from torch import Tensor, nn
 
 from .._validate import flag, integer, real
 from ..analysis import Run, traced
-from ._layers import layers_of, rate_of
+from ..analysis.tracing import affine
+from ._layers import InitLayer, layers_of, rate_of
 from ._report import InitReport, Writer, check_parametrized
 
 
 def calibrate_rate(model: nn.Module, sample: Any, *, target_rate: float = 0.5, run: Run | None = None,
                    tolerance: float = 0.01, max_steps: int = 40, backup: bool = False,
                    progress: bool = True) -> InitReport:
-    """The paper's "adjfi" as a calibration: per layer, in execution order, shift the bias of the weight that
-    feeds it (or, without a bias, the mean of that weight) by bisection until the layer's firing rate on
-    ``sample`` is within ``tolerance`` of ``target_rate``."""
+    """The paper's "adjfi" as a calibration: per layer, in execution order, shift what sets its input's mean by
+    bisection until the layer's firing rate on ``sample`` (spikes per neuron and step, as ``analyze`` counts
+    them) is within ``tolerance`` of ``target_rate``: the bias of a normalisation layer right before the neuron
+    (BatchNorm, LayerNorm, GroupNorm: a shift before one is cancelled by it), else the bias of the weight that
+    feeds it, else that weight's mean. A layer whose rate the shift cannot move is left unchanged and listed in
+    ``report.skipped`` with the reason; one that gets closer without reaching the target is written and named in
+    ``report.notes``."""
     target_rate = real(target_rate, "target_rate", above=0.0, below=1.0, where="calibrate_rate",
                        example="target_rate=0.5 (Condition I) or 0.158 (a firing probability per step)")
     tolerance = real(tolerance, "tolerance", above=0.0, below=1.0, example="tolerance=0.01", where="calibrate_rate")
@@ -35,10 +40,11 @@ def calibrate_rate(model: nn.Module, sample: Any, *, target_rate: float = 0.5, r
         with tqdm(total=len(layers) * max_steps, desc="calibrating firing rates", disable=not progress,
                   leave=False) as bar:
             for k, first in enumerate(layers):
-                param = first.bias if first.bias is not None else first.w_in
-                if param is None:
-                    report.skipped.append(f"{first.name}: no bias or weight feeds it")
+                knob = _knob(first)
+                if isinstance(knob, str):
+                    report.skipped.append(f"{first.name}: {knob}")
                     continue
+                role, param = knob
                 base = param.detach().double().clone()
                 writer.touch(param)  # trials write in place: the writer puts it back if anything fails
 
@@ -49,14 +55,39 @@ def calibrate_rate(model: nn.Module, sample: Any, *, target_rate: float = 0.5, r
                     trace.rerun()
                     return rate_of(trace.ordered()[k])  # only this layer's rate: no other statistics
 
+                start = abs(rate_at(0.0) - target_rate)
                 miss, shift = _bisect(rate_at, float(base.abs().mean()) or 1.0, target_rate, tolerance, max_steps)
                 with torch.no_grad():
                     param.copy_(base.to(param.dtype))
-                writer.write(first.name, "bias" if first.bias is not None else "input", param, base + shift,
+                if start <= tolerance:
+                    report.notes.append(f"{first.name}: already at rate {target_rate:g} +- {start:.3g}, unchanged")
+                    continue
+                if miss >= start:  # the shift does not move the rate: writing it would change weights for nothing
+                    report.skipped.append(f"{first.name}: shifting the {role} does not move its rate towards "
+                                          f"{target_rate:g} (it stays {start:.3g} away); left unchanged")
+                    continue
+                writer.write(first.name, role, param, base + shift,
                              f"shifted by {shift:.4g}: rate {target_rate:g} +- {miss:.3g}")
                 if miss > tolerance:
-                    report.skipped.append(f"{first.name}: reached rate within {miss:.3g} of the target only")
+                    report.notes.append(f"{first.name}: shifting the {role} brings its rate within {miss:.3g} of "
+                                        f"{target_rate:g} only (from {start:.3g}); the closest shift is written")
     return report
+
+
+def _knob(layer: InitLayer) -> tuple[str, Tensor] | str:
+    """What shifts this layer's input: the bias of the normalisation right before it (a shift before a
+    normalisation is cancelled by it), else the bias of the weight that feeds it, else that weight's mean;
+    or why there is none."""
+    if layer.norm is not None:
+        if affine(layer.norm):
+            return f"bias of {layer.norm_name}", layer.norm.bias
+        return (f"its input comes from {layer.norm_name} ({type(layer.norm).__name__}) without affine parameters, "
+                "which cancels any shift before it")
+    if layer.bias is not None:
+        return "bias", layer.bias
+    if layer.w_in is not None:
+        return "input", layer.w_in
+    return "no bias, weight or normalisation feeds it (e.g. a product of spikes, as in attention)"
 
 
 def _bisect(rate_at: Callable[[float], float], scale: float, target: float, tolerance: float, max_steps: int

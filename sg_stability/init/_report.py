@@ -26,7 +26,8 @@ class InitReport:
 
     method: str
     changes: list[WeightChange] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # layers left unchanged, each with the reason
+    notes: list[str] = field(default_factory=list)  # changed layers with a caveat (e.g. a target not fully reached)
     _backup: list[tuple[Tensor, Tensor]] | None = field(default=None, repr=False)
 
     def restore(self) -> None:
@@ -45,6 +46,7 @@ class InitReport:
         for c in self.changes:
             lines.append(f"{c.layer[:15]:<16}{c.role:<11}{c.before[0]:>13.4g}{c.before[1]:>12.4g}"
                          f"{c.after[0]:>12.4g}{c.after[1]:>11.4g}  {c.rule}")
+        lines.extend(f"note: {n}" for n in self.notes)
         lines.extend(f"skipped: {s}" for s in self.skipped)
         return "\n".join(lines)
 
