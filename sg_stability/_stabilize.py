@@ -4,6 +4,8 @@ batches, from a short training race between its candidates), patch, and report."
 from __future__ import annotations
 
 import copy
+import glob
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,8 +15,10 @@ from torch import nn
 from ._api import patch
 from ._errors import ConfigError
 from ._handle import PatchHandle
+from ._validate import flag
 from ._tune import Batches, LossFn, ScoreFn, check_race_options, tune
-from .analysis import Run, analyze_layers, candidates
+from .analysis import GROWTH_LIMIT, Candidate, Run, analyze_layers, candidates
+from .analysis.shortlist import Shortlist, measure
 from .analysis.analyzer import check_options
 from .analysis.sample import with_time_dim
 from .surrogates import get
@@ -34,7 +38,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
               optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None, lr: float = 1e-3,
               family: str = "fast_sigmoid", init: str | None = None, init_options: dict[str, Any] | None = None,
               run: Run | None = None, target: float = 1.0, probes: int = 4, seed: int = 0, progress: bool = True,
-              time_dim: int | None = None, **params: Any) -> PatchHandle:
+              time_dim: int | None = None, keep_spread: bool = True, **params: Any) -> PatchHandle:
     """Choose one surrogate for every spiking layer and patch the model, in one call.
 
     1. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("at_threshold" is the
@@ -45,11 +49,18 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     2. the stability analysis' shortlist (:func:`sg_stability.candidates`): ``family`` (with ``params``, e.g. a
        q_pseudospike ``tail``) in threshold units, areas 1/3, 1 and 1/10 of a unit step, each with its measured
        BPTT growth (growing ones last), then the model's own surrogate;
-    3. with ``batches`` and ``loss_fn`` (as for :func:`sg_stability.tune`, with ``val_batches``, ``score``,
+    3. without training data the analysis' preferred candidate is installed (``candidates.preferred()``). Where
+       it widens the spread of the gradient across layers beyond what the model's own surrogates give
+       (``SPREAD_SLACK``; deep feed-forward nets: a low dampening shrinks the gradient at every layer), its
+       dampening is rescaled per layer and re-measured; if that still widens it, the first candidate that does
+       not is installed, else each layer keeps its own surrogate; the note says which. ``keep_spread=False``
+       installs the preferred candidate regardless (BENCHMARKS.md: on the 5-layer evidence task with Adam this
+       trained better on Norse, whose reset is differentiated, and the same on snnTorch and SpikingJelly);
+    4. with ``batches`` and ``loss_fn`` (as for :func:`sg_stability.tune`, with ``val_batches``, ``score``,
        ``epochs``, ``optimizer``, ``lr``): the candidates race by successive halving on your data and the best
        one is installed (``handle.tuning`` is the race's :class:`TuneReport`, 3.75 full runs of compute for the
        default shortlist); without them the analysis' first choice is installed;
-    4. ``handle.report`` is :func:`analyze` of the model as patched (``target`` and ``probes`` are passed on);
+    5. ``handle.report`` is :func:`analyze` of the model as patched (``target`` and ``probes`` are passed on);
        ``handle.candidates`` the shortlist. ``handle.remove()`` restores the original surrogates.
 
     ``time_dim`` as for :func:`analyze` (applied to the sample and, in the race, to every batch). Every argument
@@ -59,6 +70,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     _check(batches, loss_fn)
     check_options(probes, seed, target)
     check_race_options(epochs, lr, seed, progress, optimizer)  # checked even when no race runs: a typo is a typo
+    keep_spread = flag(keep_spread, "keep_spread", where="stabilize")
     base = get(family, **params)
     run = with_time_dim(run, time_dim)
     if init is not None:
@@ -85,10 +97,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
             chosen = handle.tuning.best
             how = f"won a training race between {len(pool)} candidates ({handle.tuning.cost_runs:.2f} full runs)"
         else:
-            handle = patch(model, surrogate=pool[0].surrogate)
-            chosen = pool[0]
-            how = ("the stability analysis' first choice (pass batches= and loss_fn= to let a short training "
-                   "race between its candidates decide)")
+            handle, chosen, how = _install_first_choice(model, pool, sample, run, seed, keep_spread)
         handle.report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
     except BaseException:  # a failure at any point leaves the model as it was
         if handle is not None:
@@ -96,9 +105,64 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
         if snapshot is not None:
             model.load_state_dict(snapshot)
         raise
-    growth = f", measured BPTT growth {chosen.growth:.3f}/step" if chosen.growth is not None else ""
     handle.report.recommended = chosen
-    handle.notes = (*handle.notes, f"installed {chosen.label}{growth}: {how}")
+    handle.notes = (*handle.notes, f"{_what(chosen)}: {how}")
     handle.init_report = init_report
     handle.candidates = pool
     return handle
+
+
+def _what(chosen: Candidate | None) -> str:
+    if chosen is None:
+        return "kept each layer's own surrogate"
+    growth = f", measured BPTT growth {chosen.growth:.3f}/step" if chosen.growth is not None else ""
+    return f"installed {chosen.label}{growth}"
+
+
+def _install_first_choice(model: nn.Module, pool: Shortlist, sample: Any, run: Run | None, seed: int,
+                          keep_spread: bool) -> tuple[PatchHandle, Candidate | None, str]:
+    """Patch the shortlist's preferred candidate (``Shortlist.preferred``); where it widens the gradient's spread
+    across layers, with its dampening rescaled per layer (``Shortlist.depth_compensated``, re-measured), else
+    the first candidate that does not widen it (``Shortlist.first_choice``), else each layer's own surrogate.
+    Returns the handle, the candidate (None: each layer kept its own) and how it was chosen, naming every
+    fallback."""
+    chosen, passed = pool.preferred()
+    now = f"{pool.spread_now:.3g}x" if pool.spread_now is not None else "unmeasured"
+    race = " (pass batches= and loss_fn= to let a short training race between the candidates decide)"
+    skipped = f"; passed over {'; '.join(passed)}" if passed else ""
+    if not keep_spread or not pool.widens(chosen.spread):
+        spread = (f"; gradient spread across layers {chosen.spread:.3g}x (the model's own surrogates: {now})"
+                  if chosen.spread is not None else "")
+        return patch(model, surrogate=chosen.surrogate), chosen, "the stability analysis' first choice" + spread + \
+            skipped + _growth_caveat(chosen) + race
+    per_layer = pool.depth_compensated(chosen)
+    if per_layer is not None:
+        handle = patch(model, targets={glob.escape(path): s for path, s in per_layer.items()})
+        got = measure(model, sample, None, run=run, seed=seed)
+        if not pool.widens(got.spread):
+            factors = ", ".join(f"{path} {float(s.dampening):.3g}" for path, s in per_layer.items())
+            return handle, chosen, (
+                f"the stability analysis' first choice with its dampening rescaled per layer ({factors}): with one "
+                f"dampening the gradient's spread across layers would be {chosen.spread:.3g}x, rescaled it is "
+                f"{got.spread:.3g}x (the model's own surrogates: {now})" + skipped + _growth_caveat(chosen) + race)
+        handle.remove()
+    keeping, passed = pool.first_choice()
+    skipped = f"; passed over {'; '.join(passed)}" if passed else ""
+    if keeping is not None:
+        return (patch(model, surrogate=keeping.surrogate), keeping,
+                f"FALLBACK: the first candidate that keeps the gradient's spread across layers ({keeping.spread:.3g}x; "
+                f"the model's own surrogates: {now}); rescaling the dampening per layer did not keep it" + skipped + _growth_caveat(keeping))
+    if pool.own is not None:
+        handle = patch(model, targets={glob.escape(path): s for path, s in pool.own.items()})
+        return handle, None, (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's "
+                              f"own: {now}), also with its dampening rescaled per layer" + skipped)
+    least = min(pool, key=lambda c: c.spread if c.spread is not None else math.inf)
+    return (patch(model, surrogate=least.surrogate), least,
+            f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}) and the "
+            f"model's own surrogates cannot all be read, so the least widening is installed{skipped}")
+
+
+def _growth_caveat(c: Candidate) -> str:
+    if c.growth is not None and c.growth > GROWTH_LIMIT:
+        return f"; every candidate's gradient grows going back in time, this one least ({c.growth:.3f}/step)"
+    return ""

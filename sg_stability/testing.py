@@ -96,7 +96,9 @@ class SurrogateProbe:
                 assert isinstance(surrogate, Surrogate)
                 want = surrogate.derivative(x.double()) * g.double()
                 self.checked[name] += 1
-                if not torch.allclose(got.double(), want, rtol=rtol, atol=atol):
+                # rounding scales with the gradient: the absolute tolerance is relative to its largest entry
+                scale = float(want.abs().max()) if want.numel() else 0.0
+                if not torch.allclose(got.double(), want, rtol=rtol, atol=max(atol, rtol * scale)):
                     err = (got.double() - want).abs().max().item()
                     self.mismatches.append(f"{name}: gradient differs from derivative(v) * grad (max {err:.3g})")
 
@@ -116,6 +118,7 @@ class ConformanceReport:
     gradient_checks: dict[str, int]
     failures: list[str] = field(default_factory=list)
     framework_classes: list[str] = field(default_factory=list)  # sites checked against our reference path
+    unused: list[str] = field(default_factory=list)  # called, but the output does not depend on their spikes
 
     @property
     def ok(self) -> bool:
@@ -127,6 +130,8 @@ class ConformanceReport:
                 for s in self.calls]
         rows += [f"  {s}: framework's own surrogate class, gradients equal to our reference path"
                  for s in self.framework_classes]
+        rows += [f"  {s}: no gradient reached this surrogate: the output does not depend on its spikes (e.g. a "
+                 "loss on the output layer's membrane); not a failure" for s in self.unused]
         return "\n".join([head, *rows, *(f"  FAIL: {f}" for f in self.failures)])
 
 
@@ -209,7 +214,13 @@ def _verify(model: nn.Module, run: Callable[[nn.Module], Tensor], surrogate: str
         failures.append("forward output changed by the patch (spikes must stay bit-identical)")
     failures += probe.mismatches
     failures += [f"{name}: surrogate never called" for name, n in probe.calls.items() if n == 0]
-    failures += [f"{name}: no gradient flowed through the surrogate" for name, n in probe.checked.items() if n == 0]
+    # a surrogate whose spikes the output does not use (the loss on the last layer's membrane, the snnTorch
+    # tutorials' style) receives no gradient: reported, not a failure, unless no surrogate received any
+    unused = [name for name, n in probe.checked.items() if n == 0 and probe.calls.get(name, 0) > 0]
+    if probe.checked and not any(probe.checked.values()):
+        failures.append("no gradient reached any surrogate: check that run(model) returns an output that depends "
+                        "on the spikes")
+        unused = []
     if framework_own:
         # The framework's own class was installed (e.g. to keep fused kernels): its gradients must equal
         # those of our module on the framework's reference path.
@@ -218,8 +229,11 @@ def _verify(model: nn.Module, run: Callable[[nn.Module], Tensor], surrogate: str
             out_ref, grads_ref = _forward_backward(model, run)
         if not torch.equal(out_ref, out1):
             failures.append(f"{framework_own}: forward differs between the framework's class and ours")
-        differ = [k for k in grads_ref if k not in grads1 or not torch.allclose(grads1[k], grads_ref[k], rtol=1e-4,
-                                                                                 atol=1e-6)]
+        # fused kernels round differently, and a gradient summed with cancellation (a BatchNorm bias) keeps
+        # the rounding of its terms: compare relative to the largest gradient entry of the model
+        scale = max((float(g.abs().max()) for g in grads_ref.values() if g.numel()), default=0.0)
+        differ = [k for k in grads_ref if k not in grads1 or not torch.allclose(
+            grads1[k], grads_ref[k], rtol=1e-4, atol=1e-5 * scale + 1e-12)]
         if differ:
             failures.append(f"{framework_own}: gradients of the framework's own class differ from ours on {differ}")
         handle = patch(model, surrogate, **params)
@@ -243,7 +257,7 @@ def _verify(model: nn.Module, run: Callable[[nn.Module], Tensor], surrogate: str
     if bad or grads0.keys() != grads2.keys():
         failures.append(f"gradients after remove() differ from the unpatched model: {bad}")
 
-    report = ConformanceReport(paths, dict(probe.calls), dict(probe.checked), failures, framework_own)
+    report = ConformanceReport(paths, dict(probe.calls), dict(probe.checked), failures, framework_own, unused)
     if raise_on_failure and failures:
         raise AssertionError(str(report))
     return report

@@ -201,8 +201,14 @@ def test_stabilize_bad_arguments(kwargs, words):
 def test_stabilize_feed_forward_stack_installs_one_stable_choice_everywhere():
     net, x = feed_forward_stack(seed=1)
     with sg.stabilize(net, x, probes=8) as handle:
-        first = handle.candidates[0]
-        assert first.growth is not None and first.growth <= 1.01
+        first, passed = handle.candidates.first_choice()
+        assert first is not None and first.growth is not None and first.growth <= 1.01
+        # the candidates preferred to it were passed over because they widen the spread or leave a layer almost
+        # without surrogate gradient; it does neither
+        assert len(passed) == handle.candidates.index(first)
+        assert all("widens the gradient's spread" in p or "almost without surrogate gradient" in p for p in passed)
+        assert first.reach >= sg.analysis.MIN_REACH
+        assert first.spread <= sg.analysis.SPREAD_SLACK * handle.candidates.spread_now
         for name in ("1", "3", "5"):
             installed = handle.report[name].surrogate
             assert (float(installed.dampening), float(installed.sharpness)) == (

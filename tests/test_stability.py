@@ -331,3 +331,13 @@ def test_threshold_drive_hand_values_and_condition_i_uses_it(reset, drive):
     # leak 0.5, threshold 2: the drive is (the bracket) * theta; Condition I spreads drive - m over (n - 1) / 2
     assert float(st.threshold_drive(0.5, 2.0, reset)) == pytest.approx(2.0 * drive)
     assert float(st.condition_i(11, 0.5, 2.0, reset, input_current=0.4)) == pytest.approx(2 * (2.0 * drive - 0.4) / 10)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (300, 50), (40, 900)])
+def test_spectral_norm_by_power_iteration_matches_the_exact_svd(shape):
+    from sg_stability.stability._conditions import spectral_norm
+
+    m = torch.randn(*shape, generator=torch.Generator().manual_seed(3)) * 0.1
+    exact = float(torch.linalg.matrix_norm(m.double(), ord=2))
+    assert spectral_norm(m) == pytest.approx(exact, rel=1e-3)
+    assert spectral_norm(torch.zeros(5, 4)) == 0.0

@@ -120,7 +120,7 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     run = with_time_dim(run, time_dim)
     report = analyze_layers(model, sample, run=run, surrogate=surrogate, probes=probes, seed=seed, target=target)
     family = get(surrogate) if surrogate is not None else get("fast_sigmoid")
-    report.recommended = candidates(model, sample, run=run, family=family, seed=seed)[0]
+    report.recommended, report.passed_over = candidates(model, sample, run=run, family=family, seed=seed).preferred()
     return report
 
 

@@ -64,9 +64,10 @@ def recurrent(est: Estimates, layer: LayerData, w_rec: Tensor) -> None:
         return cond.calibrate(surrogate, flat_v, wr, dyn, knob=knob, target=goal)
 
     damp = cond.condition_iii(wr, dyn)
-    base = s.replace(dampening=damp.value) if damp.feasible else s
+    usable = damp.feasible and math.isfinite(damp.value) and damp.value > 0  # 0: the recurrent weights are all 0
+    base = s.replace(dampening=damp.value) if usable else s
     sharp = calibrate(base)
-    if not sharp.feasible and base is not s:
+    if not sharp.feasible and base is not s and usable:
         damp, sharp = _closer_dampening("Condition III", damp.value, sharp, calibrate(s), layer)
         base = s.replace(dampening=damp.value)
     est.dampening, est.sharpness = damp, sharp

@@ -28,20 +28,23 @@ def output_tensors(output: object) -> list[Tensor]:
     return [t for item in items for t in output_tensors(item)]
 
 
-def layer_gradients(output: object, records: list[Record], gen: torch.Generator) -> dict[str, float]:
+def layer_gradients(output: object, records: list[Record], gen: torch.Generator, probes: int = 4
+                    ) -> dict[str, float]:
     """Per layer, the root-mean-square of ``dL/dI`` over every input current the layer received, for
-    ``L = <u, output>`` with Rademacher ``u`` on the run's output. A layer whose input the loss does not reach
-    (its spikes are not used by the output) gets 0."""
+    ``L = <u, output>`` with Rademacher ``u`` on the run's output, averaged over ``probes`` draws of ``u``
+    (Hutchinson: the mean square is then that of the Jacobian's rows). A layer whose input the loss does not
+    reach (its spikes are not used by the output) gets 0."""
     outs = output_tensors(output)
     refs = [(rec.path, i) for rec in records for i in rec.inputs if isinstance(i, Tensor) and i.requires_grad]
     if not outs or not refs:
         return {}
-    loss = sum((o * st.rademacher(o, gen)).sum() for o in outs)
-    got = grads(loss, [(i, None) for _, i in refs])
     total: dict[str, list[float]] = {rec.path: [0.0, 0.0] for rec in records}
-    for (path, i), g in zip(refs, got, strict=True):
-        total[path][0] += float(g.double().square().sum()) if g is not None else 0.0
-        total[path][1] += i.numel()
+    for _ in range(probes):
+        loss = sum((o * st.rademacher(o, gen)).sum() for o in outs)
+        got = grads(loss, [(i, None) for _, i in refs])
+        for (path, i), g in zip(refs, got, strict=True):
+            total[path][0] += float(g.double().square().sum()) if g is not None else 0.0
+            total[path][1] += i.numel()
     return {path: math.sqrt(sq / n) for path, (sq, n) in total.items() if n > 0}
 
 

@@ -71,6 +71,8 @@ class StabilityReport:
     #: set by ``sg.analyze`` and ``sg.stabilize``: the surrogate ``sg.stabilize`` installs without training data
     #: (an ``sg_stability.Candidate``: the stability analysis' first choice, with its measured reach and growth)
     recommended: Any = None
+    #: the preferred candidates the recommendation passed over, and why (e.g. they widen the gradient's spread)
+    passed_over: list[str] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> LayerReport:
         for layer in self.layers:
@@ -85,30 +87,38 @@ class StabilityReport:
         def f(x: float | None, fmt: str = ".3f") -> str:
             return "-" if x is None or not math.isfinite(x) else format(x, fmt)
 
-        head = (f"{'layer':<12}{'framework':<13}{'neurons':>8}{'rate':>7}{'dead':>6}{'sat.':>6}{'active':>7}"
-                f"  {'gain kind':<15}{'theory':>7}{'data':>7}{'meas.':>7}{'BPTT':>7}  {'surrogate now':<24}"
-                f"{'gamma*':>7}{'beta*':>8}")
+        width = max([len("layer"), *(len(r.name) for r in self.layers)]) + 2  # full names: rows stay distinct
         title = (f"StabilityReport: {len(self.layers)} spiking layers, {self.steps} time steps "
                  "(gains per step; BPTT = measured growth of a gradient going back in time)")
-        lines = [title, head]
+        lines = [title, f"{'layer':<{width}}{'kind':<26}{'neurons':>9}{'rate':>7}{'dead':>6}{'sat.':>6}{'active':>7}"
+                        f"  surrogate now"]
+        for r in self.layers:
+            now = f"{r.surrogate.family}({short_param(r.surrogate.dampening)}, {short_param(r.surrogate.sharpness)})"
+            lines.append(f"{r.name:<{width}}{r.kind[:25]:<26}{r.neurons:>9}{r.firing_rate:>7.3f}{r.dead:>6.2f}"
+                         f"{r.saturated:>6.2f}{r.active:>7.2f}  {now}")
+        lines.append("")
+        lines.append(f"{'layer':<{width}}{'gain kind':<16}{'theory':>9}{'data':>9}{'meas.':>9}{'BPTT':>9}"
+                     f"{'gamma*':>9}{'beta*':>9}")
         for r in self.layers:
             beta = r.sharpness.value if r.sharpness is not None and r.sharpness.feasible else None
             gamma = r.dampening.value if r.dampening is not None and r.dampening.feasible else None
             none = r.sharpness is not None and not r.sharpness.feasible
-            now = f"{r.surrogate.family}({short_param(r.surrogate.dampening)}, {short_param(r.surrogate.sharpness)})"
             lines.append(
-                f"{r.name[:11]:<12}{r.framework[:12]:<13}{r.neurons:>8}{r.firing_rate:>7.3f}{r.dead:>6.2f}"
-                f"{r.saturated:>6.2f}{r.active:>7.2f}  {r.gain_kind:<15}{f(r.theory_gain):>7}{f(r.data_gain):>7}"
-                f"{f(r.measured_gain):>7}{f(r.bptt_growth):>7}  {now[:23]:<24}{f(gamma, '.3g'):>7}"
-                f"{'none' if none else f(beta, '.3g'):>8}")
+                f"{r.name:<{width}}{r.gain_kind:<16}{f(r.theory_gain, '.4g'):>9}{f(r.data_gain, '.4g'):>9}"
+                f"{f(r.measured_gain, '.4g'):>9}{f(r.bptt_growth, '.4g'):>9}{f(gamma, '.3g'):>9}"
+                f"{'none' if none else f(beta, '.3g'):>9}")
         lines.append("(gamma*, beta*: the paper's Conditions III and IV for g = target; none = no value reaches it, "
                      "the notes say what to change)")
         if self.recommended is not None:
             c = self.recommended
             growth = f", measured BPTT growth {c.growth:.3f}/step" if c.growth is not None else ""
-            reach = f", reach {c.reach:.3f}" if c.reach is not None else ""
-            lines.append(f"recommended: {c.label}{growth}{reach} -- what sg.stabilize installs without training "
+            spread = f", gradient spread across layers {c.spread:.3g}x" if c.spread is not None else ""
+            lines.append(f"recommended: {c.label}{growth}{spread} -- what sg.stabilize installs without training "
                          "data; give it batches= and loss_fn= to let a short training race decide (sg.candidates)")
+        elif self.passed_over:
+            lines.append("recommended: keep each layer's own surrogate -- every candidate widens the gradient's "
+                         "spread across layers (sg.candidates)")
+        lines.extend(f"    passed over {p}" for p in self.passed_over)
         lines.append("")
         for r in self.layers:
             lines.append(f"{r.name}: {r.diagnosis}")

@@ -27,8 +27,16 @@ re-derived here:
   when every layer holds the same one, is added last: the training race then never does worse than keeping it.
 - **Preference (the prior).** Area 1/3 first, then 1, then 1/10; within an area the widest reach first (reach:
   the fraction of recorded points where the surrogate passes half its peak -- the most neurons and steps that
-  receive gradient); growing candidates last. The first is what ``sg.stabilize`` installs without training data;
-  the race keeps this order among candidates that have not learned yet, so its survivors span the widths.
+  receive gradient); growing candidates last. The race keeps this order among candidates that have not learned
+  yet, so its survivors span the widths.
+- **What ``sg.stabilize`` installs without training data** (:meth:`Shortlist.first_choice`): the most preferred
+  candidate that keeps the surrogate on (reach at least :data:`MIN_REACH`) and does not widen the spread of the
+  gradient across layers (largest over smallest RMS ``dL/dI`` of the layers' input currents, for a random
+  projection of the model's output) beyond :data:`SPREAD_SLACK` times what the model's own surrogates give. In a
+  deep feed-forward net a low dampening shrinks the gradient by that factor at every layer, so the spread grows
+  geometrically with depth (measured on SpikingJelly's SEW-ResNet18 and Spikformer: 27x -> 1270x and
+  75x -> 1990x); the measurement catches it without a model of the architecture. When every candidate widens
+  it, each layer keeps its own surrogate.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from .._errors import ConfigError
 from .._validate import integer
 from ..stability import late_growth
 from ..surrogates import Surrogate, get
-from .measure import gradient_norms
+from .measure import gradient_norms, layer_gradients, spread
 from .sample import with_time_dim
 from .tracing import Run, traced, value
 
@@ -54,6 +62,11 @@ SHARPNESS_UNITS = (0.5, 1.5, 4.0)
 AREAS = (1 / 3, 1.0, 0.1)
 #: measured growth up to this counts as "does not grow" (the measurement's own scatter is about 1 %)
 GROWTH_LIMIT = 1.01
+#: a candidate may widen the layers' gradient spread by at most this factor over the model's own surrogates
+SPREAD_SLACK = 1.1
+#: a candidate that passes half its peak at fewer recorded points than this (where a wider one does not) switches
+#: the surrogate off
+MIN_REACH = 0.01
 
 
 @dataclass
@@ -65,6 +78,8 @@ class Candidate:
     origin: str = "given"
     reach: float | None = None
     growth: float | None = None
+    spread: float | None = None  # of the gradient across layers (largest / smallest layer RMS), 1 = even
+    layer_gradients: dict[str, float] = field(default_factory=dict, repr=False)  # what the spread is made of
     scores: list[tuple[float, float]] = field(default_factory=list)  # (fraction of the budget, score)
     learned: bool = False
     diverged: bool = False
@@ -112,11 +127,21 @@ def reach(surrogate: Surrogate, v: Tensor) -> float:
     return float((surrogate.unit_shape(v.double() * float(surrogate.sharpness)) >= 0.5).double().mean())
 
 
-def bptt_growth(model: nn.Module, sample: Any, surrogate: Surrogate, run: Run | None = None, seed: int = 0
-                ) -> float | None:
-    """The largest measured per-step growth, going back in time, of a gradient injected at the last step of any
-    spiking layer, with ``surrogate`` installed (one forward, one backward per layer); None when no layer's
-    gradient can be followed through time."""
+@dataclass
+class Measured:
+    """One recorded run with a surrogate: the largest BPTT growth of any layer and the gradient's spread across
+    layers (None where they cannot be followed)."""
+
+    growth: float | None
+    spread: float | None
+    layers: dict[str, float] = field(default_factory=dict)  # per layer, the RMS gradient of its input current
+
+
+def measure(model: nn.Module, sample: Any, surrogate: Surrogate | None, run: Run | None = None, seed: int = 0
+            ) -> Measured:
+    """One forward and one backward pass per layer with ``surrogate`` installed (None: the model's own): the
+    largest per-step growth, going back in time, of a gradient injected at the last step of any spiking layer,
+    and the spread across layers of the gradient of a random projection of the model's output."""
     gen = torch.Generator().manual_seed(seed)
     worst: float | None = None
     with traced(model, sample, run=run, surrogate=surrogate) as trace:
@@ -125,16 +150,94 @@ def bptt_growth(model: nn.Module, sample: Any, surrogate: Surrogate, run: Run | 
             g = late_growth(gradient_norms(xs, rec.input_steps(len(xs)), gen))
             if g is not None and math.isfinite(g):
                 worst = g if worst is None else max(worst, g)
-    return worst
+        per_layer = layer_gradients(trace.output, trace.ordered(), torch.Generator().manual_seed(seed))
+    return Measured(worst, spread(per_layer), per_layer)
+
+
+def bptt_growth(model: nn.Module, sample: Any, surrogate: Surrogate, run: Run | None = None, seed: int = 0
+                ) -> float | None:
+    """The largest measured per-step growth, going back in time, of a gradient injected at the last step of any
+    spiking layer, with ``surrogate`` installed (one forward, one backward per layer); None when no layer's
+    gradient can be followed through time."""
+    return measure(model, sample, surrogate, run, seed).growth
+
+
+class Shortlist(list[Candidate]):
+    """The candidates, most preferred first, and what the model's own surrogates measure (``spread_now``)."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(items)
+        self.spread_now: float | None = None
+        self.gradients_now: dict[str, float] = {}  # per layer, with the model's own surrogates
+        self.own: dict[str, Surrogate] | None = None  # each layer's own surrogate in canonical form, when readable
+
+    def depth_compensated(self, c: Candidate) -> dict[str, Surrogate] | None:
+        """``c`` with its dampening rescaled per layer so that every layer's gradient keeps its ratio to what the
+        model's own surrogates give it (None when there is nothing to rescale).
+
+        A layer's dampening multiplies the gradient of every layer below it, so with ``r_l`` the ratio of ``c``'s
+        RMS input-current gradient to the model's own at layer ``l`` (execution order), the factor
+        ``f_l = r_(l+1) / r_l`` at each layer makes all ratios equal to the top layer's. Exact for a chain of
+        layers; on branching models it is a first step that the caller re-measures. With Adam it changes
+        little: a factor common to all the gradients of a parameter is normalised away."""
+        ratios = {p: c.layer_gradients[p] / g for p, g in self.gradients_now.items()
+                  if g > 0 and c.layer_gradients.get(p, 0.0) > 0}
+        order = [p for p in self.gradients_now if p in ratios]
+        if len(order) < 2:
+            return None
+        gamma = float(torch.as_tensor(c.surrogate.dampening).max())
+        out = {}
+        for k, path in enumerate(order):
+            factor = ratios[order[k + 1]] / ratios[path] if k + 1 < len(order) else 1.0
+            out[path] = c.surrogate.replace(dampening=min(max(gamma * factor, 1e-6), 1e3))
+        return out
+
+    def widens(self, spread: float | None) -> bool:
+        """True when ``spread`` is wider than :data:`SPREAD_SLACK` times what the model's own surrogates give."""
+        return spread is not None and self.spread_now is not None and spread > SPREAD_SLACK * self.spread_now
+
+    def _reaches(self, c: Candidate, widest: float) -> bool:
+        return c.reach is None or c.reach >= min(MIN_REACH, widest)
+
+    def _reach_note(self, c: Candidate) -> str:
+        return f"{c.label}: reach {c.reach:.3f} (< {MIN_REACH:g}) leaves a layer almost without surrogate gradient"
+
+    def preferred(self) -> tuple[Candidate, list[str]]:
+        """The most preferred candidate that keeps the surrogate on, and why earlier ones were passed over."""
+        # a silent layer gives every candidate reach 0: only a candidate narrower than the others switches it off
+        widest = max((c.reach for c in self if c.reach is not None), default=0.0)
+        passed = []
+        for c in self:
+            if self._reaches(c, widest):
+                return c, passed
+            passed.append(self._reach_note(c))
+        return self[0], passed
+
+    def first_choice(self) -> tuple[Candidate | None, list[str]]:
+        """The most preferred candidate that keeps the surrogate on and does not widen the gradient's spread
+        across layers, and why earlier candidates were passed over; ``(None, reasons)`` when every candidate
+        widens it."""
+        passed: list[str] = []
+        widest = max((c.reach for c in self if c.reach is not None), default=0.0)
+        for c in self:
+            if not self._reaches(c, widest):
+                passed.append(self._reach_note(c))
+            elif self.widens(c.spread):
+                passed.append(f"{c.label}: widens the gradient's spread across layers from {self.spread_now:.3g}x "
+                              f"to {c.spread:.3g}x")
+            else:
+                return c, passed
+        return None, passed
 
 
 def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family: str | Surrogate = "fast_sigmoid",
-               seed: int = 0, time_dim: int | None = None) -> list[Candidate]:
+               seed: int = 0, time_dim: int | None = None) -> Shortlist:
     """The shortlist, most preferred first (see the module docstring): ``family`` at sharpness ``b / threshold``
     for each ``b`` in :data:`SHARPNESS_UNITS` and area ``dampening / sharpness`` in :data:`AREAS` (dampening at
-    most the family's peak / threshold; duplicates dropped), each with its measured reach and BPTT growth; then
-    the model's own surrogate (the incumbent), when every layer holds the same one. The model is left as it
-    was. ``time_dim`` as for :func:`~sg_stability.analyze`."""
+    most the family's peak / threshold; duplicates dropped), each with its measured reach, BPTT growth and
+    gradient spread across layers; then the model's own surrogate (the incumbent), when every layer holds the
+    same one. ``shortlist.first_choice()`` is what ``sg.stabilize`` installs without training data. The model is
+    left as it was. ``time_dim`` as for :func:`~sg_stability.analyze`."""
     integer(seed, "seed", example="seed=0")
     base = get(family)
     run = with_time_dim(run, time_dim)
@@ -155,16 +258,22 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
             seen.add((round(gamma, 12), round(beta, 12)))
             s = base.replace(sharpness=beta, dampening=gamma)
             r = min(reach(s, m.v) for m in layers)
-            growth = bptt_growth(model, sample, s, run=run, seed=seed)
-            grows = growth is not None and growth > GROWTH_LIMIT
-            cand = Candidate(s, f"b={b:g}, area {gamma / beta:.3g}", reach=r, growth=growth)
-            ranked.append(((float(grows), growth if grows and growth is not None else 0.0, k, -r), cand))
+            got = measure(model, sample, s, run=run, seed=seed)
+            grows = got.growth is not None and got.growth > GROWTH_LIMIT
+            cand = Candidate(s, f"b={b:g}, area {gamma / beta:.3g}", reach=r, growth=got.growth, spread=got.spread,
+                             layer_gradients=got.layers)
+            ranked.append(((float(grows), got.growth if grows and got.growth is not None else 0.0, k, -r), cand))
     ranked.sort(key=lambda t: t[0])
-    pool = [c for _, c in ranked]
+    pool = Shortlist(c for _, c in ranked)
+    now = measure(model, sample, None, run=run, seed=seed)
+    pool.spread_now, pool.gradients_now = now.spread, now.layers
+    if all(m.current is not None for m in layers):
+        pool.own = {m.name: m.current for m in layers if m.current is not None}
     incumbent = _incumbent(layers, pool)
     if incumbent is not None:  # last: in the race, so that it never does worse than keeping what the model has
+        got = measure(model, sample, incumbent, run=run, seed=seed)
         pool.append(Candidate(incumbent, "the model's own surrogate", reach=min(reach(incumbent, m.v) for m in layers),
-                              growth=bptt_growth(model, sample, incumbent, run=run, seed=seed)))
+                              growth=got.growth, spread=got.spread, layer_gradients=got.layers))
     return pool
 
 

@@ -215,8 +215,12 @@ class Trace:
         # a leaf sample with a gradient lets the measurement reach neurons that hold their input weights
         fed = sample.detach().requires_grad_(self.grad) if isinstance(sample, Tensor) and sample.is_floating_point() \
             else sample
+        # every run draws the same random numbers (dropout masks, stochastic encoders), so runs with different
+        # surrogates or weights differ by those alone; the caller's random state is left as it was
+        devices = sorted({p.device.index or 0 for p in self.model.parameters() if p.device.type == "cuda"})
         try:
-            with torch.set_grad_enabled(self.grad):
+            with torch.random.fork_rng(devices=devices), torch.set_grad_enabled(self.grad):
+                torch.manual_seed(0)
                 self.output = self._run(self.model, fed)
         except Exception as exc:
             shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
