@@ -77,10 +77,22 @@ def _replaced(p: Any, path: tuple[str, ...], **changes: Any) -> Any:
     return p._replace(**{path[0]: _replaced(getattr(p, path[0]), path[1:], **changes)})
 
 
+_UNDESCRIBED = {
+    "LSNN": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
+    "LSNNCell": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
+    "LSNNRecurrent": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
+    "LSNNRecurrentCell": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
+    "LIFAdEx": "an adaptation current and an exponential term (two more states)",
+    "LIFEx": "an exponential membrane term, not a linear leak",
+    "LIFRefrac": "a refractory counter (a second state)",
+}
+
+
 class NorseDriver(NeuronDriver):
     adapter = NAME
     heaviside = STRICT  # gt(x, 0).to(x.dtype)
     slots = ("p",)
+    undescribed_reasons = _UNDESCRIBED
 
     def __init__(self, module: nn.Module, record: tuple[str, ...]) -> None:
         super().__init__(module)
@@ -117,6 +129,13 @@ class NorseDriver(NeuronDriver):
     def dynamics(self) -> Dynamics | None:
         p = self._record()
         tau_mem_inv, v_th = getattr(p, "tau_mem_inv", None), getattr(p, "v_th", None)
+        if type(self.module).__name__.startswith("IAF") and v_th is not None and not self.record:
+            # v_{t+1} = v_t + I (no leak); v = (1 - z) v + z v_reset, differentiated
+            v_reset = float(torch.as_tensor(getattr(p, "v_reset", 0.0)).detach().mean())
+            threshold = float(torch.as_tensor(v_th).detach().mean())
+            return Dynamics(leak=1.0, threshold=threshold, reset="multiplicative", reset_grad=True,
+                            reset_jump=threshold - v_reset,
+                            note=f"reset to v_reset = {v_reset:g} modelled as a reset to 0" if v_reset else "")
         if tau_mem_inv is None or v_th is None or self.record or not type(self.module).__name__.startswith("LIF"):
             return None
         step = float(getattr(self.module, "dt", 0.001)) * float(torch.as_tensor(tau_mem_inv).mean())

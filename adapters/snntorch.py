@@ -43,10 +43,22 @@ _ONE_CALL_PER_STEP = {"DeltaLeaky"}
 _DESCRIBED = frozenset({"Leaky", "RLeaky", "Synaptic", "RSynaptic"})
 
 
+_UNDESCRIBED = {
+    "Alpha": "its membrane is the sum of two synaptic currents (excitatory and inhibitory, decays alpha and beta), "
+             "not a leaky membrane with a reset the model can follow",
+    "Lapicque": "not read yet: its leak 1 - time_step / (R C) and input gain time_step / C",
+    "LeakyParallel": "an nn.RNN over the whole sequence with learned recurrent weights and no reset",
+    "StateLeaky": "a state-space layer: the membrane is a convolution of the whole input sequence, without reset",
+    "SLSTM": "an LSTM cell: learned gates set the state's update",
+    "SConv2dLSTM": "a convolutional LSTM cell: learned gates set the state's update",
+}
+
+
 class SnnTorchDriver(NeuronDriver):
     adapter = NAME
     heaviside = Heaviside(inclusive=False, float32=True)
     slots = ("spike_grad",)
+    undescribed_reasons = _UNDESCRIBED
 
     def __init__(self, module: nn.Module, snn_class: str) -> None:
         super().__init__(module)

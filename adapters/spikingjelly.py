@@ -121,9 +121,26 @@ def builtin_for(surrogate: Surrogate) -> tuple[str, float] | None:
     return None
 
 
+_UNDESCRIBED = {
+    "OTTTLIFNode": "online training through time: the membrane is detached between steps, so no gradient flows "
+                   "back in time for a model to describe",
+    "SLTTLIFNode": "spatial learning through time: the membrane is detached between steps",
+    "QIFNode": "a quadratic membrane equation, not a linear leak",
+    "EIFNode": "an exponential membrane equation, not a linear leak",
+    "IzhikevichNode": "two coupled state variables (membrane and recovery)",
+    "KLIFNode": "a learned scaling and ReLU of the membrane before the threshold",
+    "CUBALIFNode": "a current-based synapse (a second state) before the membrane",
+    "GatedLIFNode": "learned gates mix the leak, the input and the reset",
+    "PSN": "a parallel spiking neuron: the membrane is a learned linear map of the whole input sequence",
+    "MaskedPSN": "a parallel spiking neuron: the membrane is a learned, masked map of the input sequence",
+    "SlidingPSN": "a parallel spiking neuron: the membrane is a learned sliding-window map of the input",
+}
+
+
 class SpikingJellyDriver(NeuronDriver):
     adapter = NAME
     heaviside = Heaviside(inclusive=True, float32=False)
+    undescribed_reasons = _UNDESCRIBED
 
     def __init__(self, module: nn.Module, sj_class: str, slots: tuple[str, ...]) -> None:
         super().__init__(module)

@@ -29,7 +29,7 @@ from ._transaction import preserved_state
 from ._validate import flag, integer, real
 from .analysis import Candidate
 from .analysis import candidates as shortlist
-from .analysis.plotting import save_figure, subplots
+from .analysis.plotting import legend, save_figure, subplots
 from .surrogates import Surrogate, get
 
 LossFn = Callable[[nn.Module, Any], Tensor]
@@ -93,7 +93,7 @@ class TuneReport:
         ax.set_xlabel("fraction of the full training budget")
         ax.set_ylabel(f"validation {self.metric}")
         ax.set_title("sg.tune: successive halving over the stability analysis' candidates")
-        ax.legend(fontsize=7, ncol=2)
+        legend(ax, fontsize=7, ncol=2)
         return save_figure(fig, path, dpi=110)
 
 

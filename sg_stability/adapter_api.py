@@ -219,6 +219,17 @@ class NeuronDriver:
         """The neuron's dynamics for the stability analyzer, or None when the model does not describe it."""
         return None
 
+    #: per module class name, why ``dynamics()`` is None for it (what the single-leak model cannot describe)
+    undescribed_reasons: dict[str, str] = {}
+
+    def undescribed(self) -> str:
+        """Why the analyzer has no dynamics for this neuron (shown in ``analyze``'s notes and the initialisers'
+        skipped list), when ``dynamics()`` is None."""
+        name = type(self.module).__name__
+        reason = next((self.undescribed_reasons[c.__name__] for c in type(self.module).__mro__
+                       if c.__name__ in self.undescribed_reasons), "its adapter does not describe this neuron's dynamics")
+        return f"{self.adapter}.{name}: no dynamics for the analyzer ({reason}); theory and data estimates need them"
+
     def threshold(self) -> float | Tensor | None:
         """The firing threshold, or None when the adapter does not expose it."""
         return None

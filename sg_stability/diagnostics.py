@@ -25,7 +25,7 @@ from ._api import neuron_sites
 from ._errors import ConfigError
 from ._validate import flag, option
 from .adapter_api import NeuronSite
-from .analysis.plotting import save_figure, subplots
+from .analysis.plotting import legend, save_figure, subplots
 from .stability import late_growth
 from .surrogates import Surrogate
 
@@ -216,7 +216,7 @@ class Diagnostics:
         for ax, title in zip(axes, ("firing rate", "dead / saturated fraction", "fraction in active region",
                                     "||dL/ds_t|| per time step (last epoch)"), strict=True):
             ax.set_title(title)
-            ax.legend(fontsize=7)
+            legend(ax, fontsize=7)
         for ax in axes[:3]:
             ax.set_xlabel("epoch")
         axes[3].set_xlabel("time step t")

@@ -79,7 +79,7 @@ def test_analyze_describes_every_layer_or_says_why(name):
     assert len(report) >= 1
     for layer in report.layers:
         if layer.dynamics is None:
-            assert any("dynamics" in n for n in layer.notes), layer.notes
+            assert any("no dynamics for the analyzer (" in n for n in layer.notes), layer.notes
     table = str(report)
     rows = table.splitlines()[1:2 * len(report) + 4]  # the two tables (full layer names, aligned columns)
     assert all(len(line) < 120 for line in rows), table

@@ -136,7 +136,7 @@ def _layer_report(rec: Record, nxt: Record | None, ctx: _RunContext, goal: float
         notes.append(f"surrogate {rec.source}")
     dyn = site.driver.dynamics()
     if dyn is None:
-        notes.append(f"{site.kind}: dynamics not described by its adapter; theory and data estimates need them")
+        notes.append(site.driver.undescribed())
     elif dyn.note:
         notes.append(dyn.note)
     w_ff, w_rec = rec.weights()

@@ -19,6 +19,15 @@ def subplots(ncols: int, size: tuple[float, float]) -> tuple[Any, Any]:
     return plt.subplots(1, ncols, figsize=size)
 
 
+def legend(ax: Any, **options: Any) -> None:
+    """The axes' legend, or a "nothing measured" note where no curve was drawn (matplotlib would warn)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(**options)
+    else:
+        ax.text(0.5, 0.5, "nothing measured", ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
 def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
     """Lay out, write as PNG (creating the folder) and close a matplotlib figure."""
     import matplotlib.pyplot as plt

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..stability import Dynamics, Verdict, late_growth
 from ..surrogates import Surrogate
-from .plotting import save_figure, subplots
+from .plotting import legend, save_figure, subplots
 
 
 @dataclass
@@ -137,7 +137,7 @@ class StabilityReport:
         ax.set_xticks(list(x), names, rotation=30, ha="right")
         ax.set_ylim(0, 1)
         ax.set_title("firing statistics (fraction)")
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
         ax = axes[1]
         for k, key in enumerate(("theory_gain", "data_gain", "measured_gain")):
             ax.bar([i + 0.27 * k - 0.27 for i in x], [getattr(r, key) or 0.0 for r in self.layers], 0.27,
@@ -145,7 +145,7 @@ class StabilityReport:
         ax.axhline(1.0, color="k", ls="--", lw=1)
         ax.set_xticks(list(x), [f"{r.name}\n({r.gain_kind})" for r in self.layers], rotation=30, ha="right")
         ax.set_title("per-step gradient gain g (1 = stable)")
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
         ax = axes[2]
         for r in self.layers:
             if r.gradient_norms:
@@ -154,7 +154,7 @@ class StabilityReport:
         ax.set_xlabel("time step t")
         ax.set_ylabel("||dL/dI_t|| / ||dL/dI_T||")
         ax.set_title("gradient injected at the last step, going back in time")
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
         return save_figure(fig, path, dpi=110)
 
 

@@ -114,7 +114,7 @@ def run_per_layer(model: nn.Module, sample: Any, run: Run | None, method: str, b
                 layers = layers_of(trace)
             layer = layers[k]
             if layer.dynamics is None:
-                report.skipped.append(f"{layer.name}: its adapter does not describe the neuron's dynamics")
+                report.skipped.append(f"{layer.name}: {layer.record.site.driver.undescribed()}")
                 continue
             if layer.w_in is None and layer.w_rec is None:
                 report.skipped.append(f"{layer.name}: no weights feed it")

@@ -222,7 +222,6 @@ def solve_gain(gain: Callable[[float], float], knob: str, target: float, lo: flo
 
 
 # -- feed-forward depth rule ------------------------------------------------------------------------------
-@checked
 def spectral_norm(m: Tensor, tol: float = 1e-5, max_iters: int = 300) -> float:
     """The largest singular value of the matrix ``m`` by power iteration on ``m^T m`` in float32 (from a fixed
     random start; stops when a step changes it by less than ``tol`` relative). It approaches the exact value
@@ -244,6 +243,7 @@ def spectral_norm(m: Tensor, tol: float = 1e-5, max_iters: int = 300) -> float:
     return float((a @ v).norm())
 
 
+@checked
 def depth_dampening(weights: list[Tensor]) -> float:
     """``gamma* = (prod_l ||W_l||_2)^(-1/L)``: the surrogate peak that makes the product of the worst-case
     layer gains ``max sigma' * ||W_l||`` equal 1 over L feed-forward layers (paper.md 7c). Spectral norms;
