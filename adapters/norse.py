@@ -82,10 +82,10 @@ _UNDESCRIBED = {
     "LSNNCell": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
     "LSNNRecurrent": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
     "LSNNRecurrentCell": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
-    "LIFAdEx": "an adaptation current and an exponential term (two more states)",
-    "LIFEx": "an exponential membrane term, not a linear leak",
-    "LIFRefrac": "a refractory counter (a second state)",
 }
+#: LIF variants described as a LIF: what the model leaves out (named in the analyzer's notes)
+_LEFT_OUT = {"LIFAdEx": "the adaptation current and the exponential term", "LIFEx": "the exponential term",
+             "LIFRefrac": "the refractory period"}
 
 
 class NorseDriver(NeuronDriver):
@@ -141,6 +141,9 @@ class NorseDriver(NeuronDriver):
         step = float(getattr(self.module, "dt", 0.001)) * float(torch.as_tensor(tau_mem_inv).mean())
         v_reset = float(torch.as_tensor(getattr(p, "v_reset", 0.0)).mean())
         notes = []
+        left_out = next((v for k, v in _LEFT_OUT.items() if type(self.module).__name__.startswith(k)), None)
+        if left_out:
+            notes.append(f"modelled as a LIF: {left_out} left out")
         if hasattr(p, "tau_syn_inv"):
             notes.append("the synaptic current filter (tau_syn) is not modelled")
         if v_reset:

@@ -25,8 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import sg_stability as sg  # noqa: E402
 from shipped_models import MODELS  # noqa: E402
+
+import sg_stability as sg  # noqa: E402
 from sg_stability.analysis import measure  # noqa: E402
 
 
@@ -61,9 +62,9 @@ def fmt(x: float | None, spec: str = ".3g") -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | sites | params (M) | analyze s | stabilize s | spread before | spread after | "
-             "rates at 0.5 +- 0.02 (median) | calibrate s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    head = ("| model | sites | params (M) | analyze s | stabilize s | spread before | spread after | "
+            "rates at 0.5 +- 0.02 (median) | calibrate s |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rates = (f"{r['reached']}/{len(r['rates'])} ({statistics.median(r['rates']):.2f})" if "rates" in r else "-")
         lines.append(f"| {r['model']} | {r['sites']} | {r['params_M']:.2f} | {r['analyze_s']:.1f} | "
@@ -78,7 +79,12 @@ def main() -> None:
     parser.add_argument("--models", default="", help="comma-separated substrings of model names (default: all)")
     parser.add_argument("--no-rates", action="store_true", help="skip calibrate_rate (the slowest part)")
     parser.add_argument("--out", default=str(ROOT / "out" / "shipped_models.jsonl"))
+    parser.add_argument("--report", action="store_true", help="only print the table of what --out holds")
     args = parser.parse_args()
+    if args.report:
+        rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+        print(table([r for r in rows if r["size"] == args.size]))
+        return
     warnings.simplefilter("ignore")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     from tqdm.auto import tqdm

@@ -135,13 +135,16 @@ class PatchHandle:
         skipped = len({p.path for p in self.skipped})
         lines = [f"sg_stability patch ({state}): {len(self.sites)} neuron sites patched ({counts}), {skipped} skipped"]
         rows = [("site", "kind", "before", "after")]
+        sources: dict[str, int] = {}  # how each "before" was read: long, and shared by many rows -> footnotes
         for r in self.records:
             before = _short(r.before.surrogate) if r.before.surrogate is not None else "(no canonical form)"
-            rows.append((r.path, r.site.kind, f"{before}  <- {r.before.source}", _short(r.after)))
+            mark = sources.setdefault(r.before.source, len(sources) + 1)
+            rows.append((r.path, r.site.kind, f"{before} [{mark}]", _short(r.after)))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
                          + "  " + row[3])
+        lines.extend(f"  [{k}] before: {source}" for source, k in sources.items())
         for p in self.skipped:
             lines.append(f"  skipped {p.render()}")
         lines.extend(f"  note: {n}" for n in self.notes)

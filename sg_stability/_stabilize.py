@@ -15,12 +15,12 @@ from torch import nn
 from ._api import patch
 from ._errors import ConfigError
 from ._handle import PatchHandle
-from ._validate import flag
 from ._tune import Batches, LossFn, ScoreFn, check_race_options, tune
+from ._validate import flag
 from .analysis import GROWTH_LIMIT, Candidate, Run, analyze_layers, candidates
-from .analysis.shortlist import Shortlist, measure
 from .analysis.analyzer import check_options
 from .analysis.sample import with_time_dim
+from .analysis.shortlist import Shortlist, measure
 from .surrogates import get
 
 
@@ -149,17 +149,18 @@ def _install_first_choice(model: nn.Module, pool: Shortlist, sample: Any, run: R
     keeping, passed = pool.first_choice()
     skipped = f"; passed over {'; '.join(passed)}" if passed else ""
     if keeping is not None:
-        return (patch(model, surrogate=keeping.surrogate), keeping,
-                f"FALLBACK: the first candidate that keeps the gradient's spread across layers ({keeping.spread:.3g}x; "
-                f"the model's own surrogates: {now}); rescaling the dampening per layer did not keep it" + skipped + _growth_caveat(keeping))
+        spread = f"{keeping.spread:.3g}x" if keeping.spread is not None else "unmeasured"
+        how = (f"FALLBACK: the first candidate that keeps the gradient's spread across layers ({spread}; the model's "
+               f"own surrogates: {now}); rescaling the dampening per layer did not keep it")
+        return patch(model, surrogate=keeping.surrogate), keeping, how + skipped + _growth_caveat(keeping)
     if pool.own is not None:
         handle = patch(model, targets={glob.escape(path): s for path, s in pool.own.items()})
         return handle, None, (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's "
                               f"own: {now}), also with its dampening rescaled per layer" + skipped)
     least = min(pool, key=lambda c: c.spread if c.spread is not None else math.inf)
-    return (patch(model, surrogate=least.surrogate), least,
-            f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}) and the "
-            f"model's own surrogates cannot all be read, so the least widening is installed{skipped}")
+    how = (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}) and the "
+           f"model's own surrogates cannot all be read, so the least widening is installed{skipped}")
+    return patch(model, surrogate=least.surrogate), least, how
 
 
 def _growth_caveat(c: Candidate) -> str:

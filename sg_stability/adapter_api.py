@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import pluggy
 from torch import Tensor, nn
@@ -220,14 +220,15 @@ class NeuronDriver:
         return None
 
     #: per module class name, why ``dynamics()`` is None for it (what the single-leak model cannot describe)
-    undescribed_reasons: dict[str, str] = {}
+    undescribed_reasons: ClassVar[dict[str, str]] = {}
 
     def undescribed(self) -> str:
         """Why the analyzer has no dynamics for this neuron (shown in ``analyze``'s notes and the initialisers'
         skipped list), when ``dynamics()`` is None."""
         name = type(self.module).__name__
         reason = next((self.undescribed_reasons[c.__name__] for c in type(self.module).__mro__
-                       if c.__name__ in self.undescribed_reasons), "its adapter does not describe this neuron's dynamics")
+                       if c.__name__ in self.undescribed_reasons),
+                      "its adapter does not describe this neuron's dynamics")
         return f"{self.adapter}.{name}: no dynamics for the analyzer ({reason}); theory and data estimates need them"
 
     def threshold(self) -> float | Tensor | None:

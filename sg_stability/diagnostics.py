@@ -183,14 +183,15 @@ class Diagnostics:
     # -- reporting -----------------------------------------------------------------------------------------------
     def summary(self) -> str:
         """The last epoch per layer, with hints."""
-        lines = [f"{'layer':<16}{'rate':>8}{'dead':>7}{'sat.':>7}{'active':>8}{'grad growth/step':>18}"]
+        width = max([len("layer"), *(len(p) for p in self.layers)]) + 2  # full names: rows stay distinct
+        lines = [f"{'layer':<{width}}{'rate':>8}{'dead':>7}{'sat.':>7}{'active':>8}{'grad growth/step':>18}"]
         hints: list[str] = []
         for path, layer in self.layers.items():
             if not layer.history:
                 continue
             r = layer.history[-1]
             growth = r.gradient_growth
-            lines.append(f"{path[:15]:<16}{r.rate:>8.3f}{r.dead:>7.2f}{r.saturated:>7.2f}"
+            lines.append(f"{path:<{width}}{r.rate:>8.3f}{r.dead:>7.2f}{r.saturated:>7.2f}"
                          f"{'-' if r.active is None else format(r.active, '.2f'):>8}"
                          f"{'-' if growth is None else format(growth, '.3f'):>18}")
             hints.extend(f"{path}: {h}" for h in _hints(r, len(r.gradient_norms)))
@@ -251,9 +252,13 @@ def _hints(r: EpochRecord, steps: int) -> list[str]:
     if growth is not None and steps > 1:
         total = growth ** (steps - 1)
         if total > 100:
-            out.append(f"the gradient grows {growth:.3f}x per step going back in time ({total:.2g}x over {steps} "
-                       "steps): BPTT is exploding; sg.stabilize(model, sample) chooses a surrogate that keeps g ~ 1")
+            out.append(f"the training gradient at these spikes grows {growth:.3f}x per step going back in time "
+                       f"({total:.2g}x over {steps} steps). That counts every path into a step: recurrent weights, "
+                       "the membranes' leak (also across layers of a feed-forward net) and the loss terms of later "
+                       "steps; sg.analyze(model, sample)'s BPTT column isolates this layer's own growth, and "
+                       "sg.stabilize acts on it")
         elif total < 0.01:
-            out.append(f"the gradient shrinks to {growth:.3f}x per step going back in time ({total:.2g}x over "
-                       f"{steps} steps): BPTT is vanishing; sg.stabilize(model, sample) can widen the surrogate")
+            out.append(f"the training gradient at these spikes shrinks to {growth:.3f}x per step going back in "
+                       f"time ({total:.2g}x over {steps} steps): early steps barely learn; sg.analyze(model, "
+                       "sample) shows whether the surrogate or the leak causes it")
     return out

@@ -184,8 +184,8 @@ def sj_ottt_vgg11(size: str) -> Shipped:
         model = ottt.OTTTSpikingVGG([8, "M", 16, "M", 512, "M"], num_classes=10, spiking_neuron=neuron.OTTTLIFNode,
                                     surrogate_function=surrogate.Sigmoid(alpha=4.0))
     else:
-        model = ottt.ottt_spiking_vgg11(num_classes=10, light_classifier=False,
-                                        surrogate_function=surrogate.Sigmoid(alpha=4.0))
+        model = ottt.OTTTSpikingVGG(ottt.cfgs["A"], num_classes=10, spiking_neuron=neuron.OTTTLIFNode,  # VGG11
+                                    light_classifier=False, surrogate_function=surrogate.Sigmoid(alpha=4.0))
     steps, batch, hw = (3, 1, 16) if size == "small" else (4, 2, 32)
 
     def run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:  # OTTT trains online: one call per step
@@ -376,7 +376,7 @@ def snntorch_parallel(size: str) -> Shipped:
             self.lif2 = snn.StateLeaky(beta=0.9, channels=10, spike_grad=surrogate.fast_sigmoid())
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            spk, mem = self.lif2(self.fc2(self.lif1(x)))
+            _, mem = self.lif2(self.fc2(self.lif1(x)))
             return mem
 
     _seeded()
@@ -385,7 +385,7 @@ def snntorch_parallel(size: str) -> Shipped:
                    loss_on_membrane=True)
 
 
-# -- all three frameworks in one model ----------------------------------------------------------------------------------
+# -- all three frameworks in one model -------------------------------------------------------------------------
 def mixed(size: str) -> Shipped:
     import norse.torch as nt
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
 T, B, F, H, C = 8, 4, 6, 10, 3
 
 

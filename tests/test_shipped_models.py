@@ -8,9 +8,9 @@ import copy
 
 import pytest
 import torch
+from shipped_models import MODELS, Shipped
 
 import sg_stability as sg
-from shipped_models import MODELS, Shipped
 from sg_stability.analysis import SPREAD_SLACK, measure
 from sg_stability.testing import verify_patch
 

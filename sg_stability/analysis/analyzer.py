@@ -196,11 +196,15 @@ def _diagnose(r: LayerReport, steps: int) -> str:
     if g is None:
         return "no gain estimate (see notes)"
     if r.gain_kind == "layer-to-layer":
+        if g == 0:
+            return f"no gradient passes from the layer above to this one ({source} g = 0)"
         if g < 0.5:
             return f"gradients shrink by {g:.3g} per layer going down ({source} g = {g:.3g})"
         if g > 2.0:
             return f"gradients grow by {g:.3g} per layer going down ({source} g = {g:.3g})"
-        return f"layer-to-layer gradient flow is balanced ({source} g = {g:.3g})"
+        vanish = any("vanish for every sharpness" in n for n in r.notes)
+        return f"layer-to-layer gradient flow is balanced ({source} g = {g:.3g})" + (
+            "; the data-driven estimate disagrees (see the notes)" if vanish and source != "data-driven" else "")
     total = g ** (steps - 1) if g > 0 else 0.0
     if total < 1e-2:
         return f"gradients will vanish over {steps} steps: {source} g = {g:.3g} (g^{steps - 1} = {total:.2g})"

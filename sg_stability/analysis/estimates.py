@@ -45,7 +45,18 @@ class LayerData:
 
     @property
     def flat_v(self) -> Tensor:
-        return self.v.flatten(2).flatten(0, 1)
+        return thinned(self.v.flatten(2).flatten(0, 1))
+
+
+#: moments of a layer's membranes are estimated from at most this many recorded rows (steps x batch, or
+#: positions per channel): enough for 1 % accuracy, and a large conv layer costs milliseconds, not seconds
+MAX_ROWS = 4096
+
+
+def thinned(rows: Tensor) -> Tensor:
+    """Every k-th row of ``[rows, features]`` so that at most :data:`MAX_ROWS` remain (deterministic)."""
+    step = -(-rows.shape[0] // MAX_ROWS)
+    return rows[::step] if step > 1 else rows
 
 
 def recurrent(est: Estimates, layer: LayerData, w_rec: Tensor) -> None:
@@ -87,13 +98,14 @@ def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, depth_gamma
                      f"{neuron_shape}: estimates skipped")
         return
     wn, layout = matched[0].double(), matched[1]
-    est.data = cond.layer_gain(wn, feature_moments(s, v, layout))
+    rows = feature_rows(v, layout)  # once: the solver below evaluates the moments many times
+    est.data = cond.layer_gain(wn, cond.data_moments(s, rows)[1])
     if dyn is not None and w_ff is not None and layout == "flat" and w_ff.dim() == 2:
         _, sg2, _ = cond.theory_moments(s, None, w_ff.detach() * dyn.input_gain, dyn)
         est.theory = cond.layer_gain(wn, sg2)
 
     def solve(base: Surrogate) -> Verdict:
-        return cond.solve_gain(lambda b: cond.layer_gain(wn, feature_moments(base.replace(sharpness=b), v, layout)),
+        return cond.solve_gain(lambda b: cond.layer_gain(wn, cond.data_moments(base.replace(sharpness=b), rows)[1]),
                                "sharpness", goal, 1e-3, 1e3)
 
     if depth_gamma is None:
@@ -140,12 +152,13 @@ def _closer_dampening(rule: str, ruled: float, at_rule: Verdict, at_peak: Verdic
                         reason=f"no sharpness reaches g = {goal:g}; {rule}'s value comes closest"), at_rule
 
 
-def feature_moments(surrogate: Surrogate, v: Tensor, layout: str) -> Tensor:
-    """Per-feature E[sigma'^2]: per element of the neuron shape ("flat") or per channel (dim 2, "channel")."""
+def feature_rows(v: Tensor, layout: str) -> Tensor:
+    """The membranes as ``[rows, features]`` (features: the neuron shape flattened for "flat", the channel for
+    "channel"), thinned to at most :data:`MAX_ROWS` rows, in float64."""
     if layout == "channel" and v.dim() > 3:
         v = v.movedim(2, -1)
     flat = v.reshape(-1, v.shape[-1]) if layout == "channel" else v.reshape(v.shape[0] * v.shape[1], -1)
-    return cond.data_moments(surrogate, flat)[1]
+    return thinned(flat).double()
 
 
 def next_gain_matrix(w_next: Tensor, neuron_shape: tuple[int, ...]) -> tuple[Tensor, str] | None:

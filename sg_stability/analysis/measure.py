@@ -40,7 +40,7 @@ def layer_gradients(output: object, records: list[Record], gen: torch.Generator,
         return {}
     total: dict[str, list[float]] = {rec.path: [0.0, 0.0] for rec in records}
     for _ in range(probes):
-        loss = sum((o * st.rademacher(o, gen)).sum() for o in outs)
+        loss = torch.stack([(o * st.rademacher(o, gen)).sum() for o in outs]).sum()
         got = grads(loss, [(i, None) for _, i in refs])
         for (path, i), g in zip(refs, got, strict=True):
             total[path][0] += float(g.double().square().sum()) if g is not None else 0.0

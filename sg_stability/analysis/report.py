@@ -90,8 +90,9 @@ class StabilityReport:
         width = max([len("layer"), *(len(r.name) for r in self.layers)]) + 2  # full names: rows stay distinct
         title = (f"StabilityReport: {len(self.layers)} spiking layers, {self.steps} time steps "
                  "(gains per step; BPTT = measured growth of a gradient going back in time)")
-        lines = [title, f"{'layer':<{width}}{'kind':<26}{'neurons':>9}{'rate':>7}{'dead':>6}{'sat.':>6}{'active':>7}"
-                        f"  surrogate now"]
+        head = (f"{'layer':<{width}}{'kind':<26}{'neurons':>9}{'rate':>7}{'dead':>6}{'sat.':>6}{'active':>7}"
+                "  surrogate now")
+        lines = [title, head]
         for r in self.layers:
             now = f"{r.surrogate.family}({short_param(r.surrogate.dampening)}, {short_param(r.surrogate.sharpness)})"
             lines.append(f"{r.name:<{width}}{r.kind[:25]:<26}{r.neurons:>9}{r.firing_rate:>7.3f}{r.dead:>6.2f}"
@@ -107,8 +108,9 @@ class StabilityReport:
                 f"{r.name:<{width}}{r.gain_kind:<16}{f(r.theory_gain, '.4g'):>9}{f(r.data_gain, '.4g'):>9}"
                 f"{f(r.measured_gain, '.4g'):>9}{f(r.bptt_growth, '.4g'):>9}{f(gamma, '.3g'):>9}"
                 f"{'none' if none else f(beta, '.3g'):>9}")
-        lines.append("(gamma*, beta*: the paper's Conditions III and IV for g = target; none = no value reaches it, "
-                     "the notes say what to change)")
+        lines.append("(gamma*, beta*: the paper's Conditions III and IV for g = target, a diagnostic; none = no "
+                     "value reaches it, the notes say what to change. sg.stabilize installs the recommendation "
+                     "below, not these)")
         if self.recommended is not None:
             c = self.recommended
             growth = f", measured BPTT growth {c.growth:.3f}/step" if c.growth is not None else ""

@@ -41,10 +41,9 @@ class InitLayer:
         parameters to set."""
         if not affine(self.norm):
             return None
-        norm = self.norm
-        assert norm is not None
-        bias = torch.full_like(norm.bias.detach(), mean, dtype=torch.float64)
-        weight = None if std is None else torch.full_like(norm.weight.detach(), std, dtype=torch.float64)
+        norm_bias, norm_weight = affine_parameters(self.norm)
+        bias = torch.full_like(norm_bias.detach(), mean, dtype=torch.float64)
+        weight = None if std is None else torch.full_like(norm_weight.detach(), std, dtype=torch.float64)
         return bias, weight
 
     def write_norm(self, writer: Writer, report: InitReport, mean: float, std: float | None, rule: str) -> None:
@@ -55,13 +54,21 @@ class InitLayer:
                                   f"({type(self.norm).__name__}) without affine parameters, which cancels any "
                                   "change of the weights before it")
             return
-        assert self.norm is not None
+        norm_bias, norm_weight = affine_parameters(self.norm)
         bias, weight = targets
-        writer.write(self.name, f"bias of {self.norm_name}", self.norm.bias, bias,
+        writer.write(self.name, f"bias of {self.norm_name}", norm_bias, bias,
                      f"{rule}: mean input current {mean:.4g} (set after the normalisation)")
         if weight is not None:
-            writer.write(self.name, f"weight of {self.norm_name}", self.norm.weight, weight,
+            writer.write(self.name, f"weight of {self.norm_name}", norm_weight, weight,
                          f"{rule}: input current std {weight.flatten()[0]:.4g} (set after the normalisation)")
+
+
+def affine_parameters(norm: nn.Module | None) -> tuple[Tensor, Tensor]:
+    """A normalisation layer's ``(bias, weight)`` (call after :func:`affine` said it has them)."""
+    bias, weight = getattr(norm, "bias", None), getattr(norm, "weight", None)
+    assert isinstance(bias, Tensor)
+    assert isinstance(weight, Tensor)
+    return bias, weight
 
 
 def layers_of(trace: Trace) -> list[InitLayer]:

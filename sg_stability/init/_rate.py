@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .._validate import flag, integer, real
 from ..analysis import Run, traced
 from ..analysis.tracing import affine
-from ._layers import InitLayer, layers_of, rate_of
+from ._layers import InitLayer, affine_parameters, layers_of, rate_of
 from ._report import InitReport, Writer, check_parametrized
 
 
@@ -80,7 +80,7 @@ def _knob(layer: InitLayer) -> tuple[str, Tensor] | str:
     or why there is none."""
     if layer.norm is not None:
         if affine(layer.norm):
-            return f"bias of {layer.norm_name}", layer.norm.bias
+            return f"bias of {layer.norm_name}", affine_parameters(layer.norm)[0]
         return (f"its input comes from {layer.norm_name} ({type(layer.norm).__name__}) without affine parameters, "
                 "which cancels any shift before it")
     if layer.bias is not None:
