@@ -72,6 +72,12 @@ def _sj_run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
 
+def _sj_neuron(name: str = "LIFNode") -> dict:
+    """The neuron arguments the SpikingJelly examples build these models with: ATan, detached reset."""
+    _, _, neuron, surrogate = _sj()
+    return {"spiking_neuron": getattr(neuron, name), "surrogate_function": surrogate.ATan(), "detach_reset": True}
+
+
 def _sj_multistep(model: nn.Module, sample: torch.Tensor) -> Shipped:
     functional, *_ = _sj()
     functional.set_step_mode(model, "m")
@@ -81,10 +87,8 @@ def _sj_multistep(model: nn.Module, sample: torch.Tensor) -> Shipped:
 def sj_mnist_net(size: str) -> Shipped:
     from spikingjelly.activation_based.model.parametric_lif_net import MNISTNet
 
-    _, _, neuron, surrogate = _sj()
     _seeded()
-    model = MNISTNet(channels=8 if size == "small" else 128, spiking_neuron=neuron.ParametricLIFNode,
-                     surrogate_function=surrogate.ATan(), detach_reset=True)
+    model = MNISTNet(channels=8 if size == "small" else 128, **_sj_neuron("ParametricLIFNode"))
     steps, batch = (3, 2) if size == "small" else (4, 8)
     return _sj_multistep(model, _image_input((steps, batch, 1, 28, 28)))
 
@@ -92,10 +96,8 @@ def sj_mnist_net(size: str) -> Shipped:
 def sj_cifar10dvs_net(size: str) -> Shipped:
     from spikingjelly.activation_based.model.parametric_lif_net import CIFAR10DVSNet
 
-    _, _, neuron, surrogate = _sj()
     _seeded()
-    model = CIFAR10DVSNet(channels=4 if size == "small" else 128, spiking_neuron=neuron.LIFNode,
-                          surrogate_function=surrogate.ATan(), detach_reset=True)
+    model = CIFAR10DVSNet(channels=4 if size == "small" else 128, **_sj_neuron())
     steps, batch = (3, 1) if size == "small" else (4, 2)
     return _sj_multistep(model, _rate_input((steps, batch, 2, 128, 128), 0.2))
 
@@ -104,12 +106,9 @@ def sj_spiking_resnet18(size: str) -> Shipped:
     _torchvision_stand_in()
     from spikingjelly.activation_based.model import spiking_resnet
 
-    _, _, neuron, surrogate = _sj()
     _seeded()
     blocks = [1, 1, 1, 1] if size == "small" else [2, 2, 2, 2]
-    model = spiking_resnet.SpikingResNet(spiking_resnet.BasicBlock, blocks, num_classes=10,
-                                         spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(),
-                                         detach_reset=True)
+    model = spiking_resnet.SpikingResNet(spiking_resnet.BasicBlock, blocks, num_classes=10, **_sj_neuron("IFNode"))
     steps, batch, hw = (2, 1, 16) if size == "small" else (4, 2, 64)
     return _sj_multistep(model, _image_input((steps, batch, 3, hw, hw)))
 
@@ -118,61 +117,42 @@ def sj_sew_resnet18(size: str) -> Shipped:
     _torchvision_stand_in()
     from spikingjelly.activation_based.model import sew_resnet
 
-    _, _, neuron, surrogate = _sj()
     _seeded()
     blocks = [1, 1, 1, 1] if size == "small" else [2, 2, 2, 2]
-    model = sew_resnet.SEWResNet(sew_resnet.BasicBlock, blocks, num_classes=10, cnf="ADD",
-                                 spiking_neuron=neuron.IFNode, surrogate_function=surrogate.ATan(), detach_reset=True)
+    model = sew_resnet.SEWResNet(sew_resnet.BasicBlock, blocks, num_classes=10, cnf="ADD", **_sj_neuron("IFNode"))
     steps, batch, hw = (2, 1, 16) if size == "small" else (4, 2, 64)
+    return _sj_multistep(model, _image_input((steps, batch, 3, hw, hw)))
+
+
+def _sj_zoo(model_class: type, size: str, small: dict, full: dict, steps_batch_hw: tuple[int, int, int]) -> Shipped:
+    """A SpikingJelly zoo model that takes ``T``: ``small`` or ``full`` constructor arguments."""
+    _seeded()
+    steps, batch, hw = steps_batch_hw
+    model = model_class(T=steps, num_classes=10, **(small if size == "small" else full), **_sj_neuron())
     return _sj_multistep(model, _image_input((steps, batch, 3, hw, hw)))
 
 
 def sj_ms_resnet18(size: str) -> Shipped:
     from spikingjelly.activation_based.model.ms_resnet import MSResNet
 
-    _, _, neuron, surrogate = _sj()
-    _seeded()
-    steps, batch, hw = (2, 1, 16) if size == "small" else (4, 2, 64)
-    if size == "small":
-        model = MSResNet(T=steps, num_classes=10, layers=(1, 1, 1, 1), base_channels=8,
-                         spiking_neuron=neuron.LIFNode, surrogate_function=surrogate.ATan(), detach_reset=True)
-    else:
-        model = MSResNet(T=steps, num_classes=10, spiking_neuron=neuron.LIFNode,
-                         surrogate_function=surrogate.ATan(), detach_reset=True)
-    return _sj_multistep(model, _image_input((steps, batch, 3, hw, hw)))
+    return _sj_zoo(MSResNet, size, {"layers": (1, 1, 1, 1), "base_channels": 8}, {},
+                   (2, 1, 16) if size == "small" else (4, 2, 64))
 
 
 def sj_spikformer(size: str) -> Shipped:
     from spikingjelly.activation_based.model.spikformer import Spikformer
 
-    _, _, neuron, surrogate = _sj()
-    _seeded()
-    steps, batch = (2, 1) if size == "small" else (4, 2)
-    if size == "small":
-        model = Spikformer(T=steps, img_size_h=32, img_size_w=32, patch_size=4, num_classes=10, embed_dims=32,
-                           num_heads=2, mlp_ratio=2.0, depths=1, spiking_neuron=neuron.LIFNode,
-                           surrogate_function=surrogate.ATan(), detach_reset=True)
-    else:
-        model = Spikformer(T=steps, img_size_h=32, img_size_w=32, patch_size=4, num_classes=10, embed_dims=384,
-                           num_heads=12, depths=4, spiking_neuron=neuron.LIFNode,
-                           surrogate_function=surrogate.ATan(), detach_reset=True)
-    return _sj_multistep(model, _image_input((steps, batch, 3, 32, 32)))
+    patches = {"img_size_h": 32, "img_size_w": 32, "patch_size": 4}
+    return _sj_zoo(Spikformer, size, {**patches, "embed_dims": 32, "num_heads": 2, "mlp_ratio": 2.0, "depths": 1},
+                   {**patches, "embed_dims": 384, "num_heads": 12, "depths": 4},
+                   (2, 1, 32) if size == "small" else (4, 2, 32))
 
 
 def sj_spike_driven_transformer(size: str) -> Shipped:
     from spikingjelly.activation_based.model.spike_driven_transformer import SpikeDrivenTransformer
 
-    _, _, neuron, surrogate = _sj()
-    _seeded()
-    steps, batch, hw = (2, 1, 32) if size == "small" else (4, 2, 64)
-    if size == "small":
-        model = SpikeDrivenTransformer(T=steps, num_classes=10, embed_dims=32, num_heads=2, depths=1,
-                                       spiking_neuron=neuron.LIFNode, surrogate_function=surrogate.ATan(),
-                                       detach_reset=True)
-    else:
-        model = SpikeDrivenTransformer(T=steps, num_classes=10, spiking_neuron=neuron.LIFNode,
-                                       surrogate_function=surrogate.ATan(), detach_reset=True)
-    return _sj_multistep(model, _image_input((steps, batch, 3, hw, hw)))
+    return _sj_zoo(SpikeDrivenTransformer, size, {"embed_dims": 32, "num_heads": 2, "depths": 1}, {},
+                   (2, 1, 32) if size == "small" else (4, 2, 64))
 
 
 def sj_ottt_vgg11(size: str) -> Shipped:
