@@ -138,7 +138,11 @@ def _install_first_choice(model: nn.Module, pool: Shortlist, sample: Any, run: R
     per_layer = pool.depth_compensated(chosen)
     if per_layer is not None:
         handle = patch(model, targets={glob.escape(path): s for path, s in per_layer.items()})
-        got = measure(model, sample, None, run=run, seed=seed)
+        try:
+            got = measure(model, sample, None, run=run, seed=seed)
+        except BaseException:  # the caller only sees handles this function returns
+            handle.remove()
+            raise
         if not pool.widens(got.spread):
             factors = ", ".join(f"{path} {float(s.dampening):.3g}" for path, s in per_layer.items())
             return handle, chosen, (

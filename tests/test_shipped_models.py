@@ -121,3 +121,19 @@ def test_each_initialiser_runs_and_reports_every_layer(name, method):
     touched = {c.layer for c in report.changes} | {s.split(":")[0] for s in report.skipped}
     assert layers <= touched, str(report)
     assert all(torch.isfinite(p).all() for p in m.model.parameters())
+
+
+def test_stabilize_rescales_the_dampening_per_layer_and_an_interrupt_there_leaves_the_model_unpatched(monkeypatch):
+    m = build("sj/MNISTNet(PLIF)")  # its preferred candidate widens the spread: the per-layer path runs
+    with sg.stabilize(m.model, m.sample, run=m.run, progress=False) as handle:
+        assert "dampening rescaled per layer" in handle.notes[-1]
+        installed = {layer.name: float(layer.surrogate.dampening) for layer in handle.report.layers}
+        assert len(set(installed.values())) > 1, installed  # one dampening per layer, not one for all
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sg_stability._stabilize.measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sg.stabilize(m.model, m.sample, run=m.run, progress=False)
+    assert not sg.is_patched(m.model)

@@ -171,6 +171,7 @@ class Shortlist(list[Candidate]):
         self.spread_now: float | None = None
         self.gradients_now: dict[str, float] = {}  # per layer, with the model's own surrogates
         self.own: dict[str, Surrogate] | None = None  # each layer's own surrogate in canonical form, when readable
+        self.layers: list[str] = []  # every spiking layer that ran, in execution order
 
     def depth_compensated(self, c: Candidate) -> dict[str, Surrogate] | None:
         """``c`` with its dampening rescaled per layer so that every layer's gradient keeps its ratio to what the
@@ -187,7 +188,7 @@ class Shortlist(list[Candidate]):
         if len(order) < 2:
             return None
         gamma = float(torch.as_tensor(c.surrogate.dampening).max())
-        out = {}
+        out = {path: c.surrogate for path in self.layers}  # a layer the output's gradient does not reach: as is
         for k, path in enumerate(order):
             factor = ratios[order[k + 1]] / ratios[path] if k + 1 < len(order) else 1.0
             out[path] = c.surrogate.replace(dampening=min(max(gamma * factor, 1e-6), 1e3))
@@ -267,7 +268,7 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
     ranked.sort(key=lambda t: t[0])
     pool = Shortlist(c for _, c in ranked)
     now = measure(model, sample, None, run=run, seed=seed)
-    pool.spread_now, pool.gradients_now = now.spread, now.layers
+    pool.spread_now, pool.gradients_now, pool.layers = now.spread, now.layers, [m.name for m in layers]
     if all(m.current is not None for m in layers):
         pool.own = {m.name: m.current for m in layers if m.current is not None}
     incumbent = _incumbent(layers, pool)
