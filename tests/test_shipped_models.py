@@ -20,11 +20,8 @@ FAMILIES = ["rectangular", "triangular", "exponential", "gaussian", "sigmoid", "
 def build(name: str) -> Shipped:
     needs = {"sj": ["spikingjelly"], "norse": ["norse"], "snntorch": ["snntorch"],
              "mixed": ["snntorch", "spikingjelly", "norse"]}[name.split("/")[0]]
-    for module in needs:
+    for module in needs:  # all three are installed where this file runs (./dev test's main environment)
         pytest.importorskip(module)
-    if name.startswith(("sj/", "mixed/")) and not hasattr(__import__("spikingjelly.activation_based.model",
-                                                                     fromlist=["x"]), "MSResNet"):
-        pytest.xfail("the SpikingJelly model zoo used here (MSResNet, Spikformer, SDT) is SpikingJelly 2.0's")
     return MODELS[name]("small")
 
 
