@@ -131,7 +131,11 @@ def check_shared_neurons(model: nn.Module, calls: dict[nn.Module, int], sample: 
 def check_parameters(model: nn.Module) -> None:
     """A four-part error for NaN or inf in the model's parameters (every statistic would be garbage)."""
     for name, p in model.named_parameters():
-        if not p.is_meta and (p.is_floating_point() or p.is_complex()) and not bool(torch.isfinite(p).all()):
+        if p.is_meta or not (p.is_floating_point() or p.is_complex()):
+            continue
+        # the sum is finite when every entry is (NaN and inf propagate); only a sum that is not (a NaN, or an
+        # overflow of finite values) needs the element-wise check: one reduction instead of a bool copy per call
+        if not bool(torch.isfinite(p.detach().sum())) and not bool(torch.isfinite(p).all()):
             bad = int((~torch.isfinite(p)).sum())
             raise ConfigError(f"the model's parameter {name!r} holds {bad} NaN/inf value(s) of {p.numel()}",
                               got=raw(f"{name} of shape {tuple(p.shape)}"),
