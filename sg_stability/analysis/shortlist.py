@@ -181,7 +181,8 @@ class Shortlist(list[Candidate]):
         RMS input-current gradient to the model's own at layer ``l`` (execution order), the factor
         ``f_l = r_(l+1) / r_l`` at each layer makes all ratios equal to the top layer's. Exact for a chain of
         layers; on branching models it is a first step that the caller re-measures. With Adam it changes
-        little: a factor common to all the gradients of a parameter is normalised away."""
+        little where the reset is not differentiated: a factor common to all the gradients of a parameter is
+        normalised away (where the surrogate also shapes the gradient through time, as in Norse, it is not)."""
         ratios = {p: c.layer_gradients[p] / g for p, g in self.gradients_now.items()
                   if g > 0 and c.layer_gradients.get(p, 0.0) > 0}
         order = [p for p in self.gradients_now if p in ratios]
@@ -238,8 +239,8 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
     for each ``b`` in :data:`SHARPNESS_UNITS` and area ``dampening / sharpness`` in :data:`AREAS` (dampening at
     most the family's peak / threshold; duplicates dropped), each with its measured reach, BPTT growth and
     gradient spread across layers; then the model's own surrogate (the incumbent), when every layer holds the
-    same one. ``shortlist.first_choice()`` is what ``sg.stabilize`` installs without training data. The model is
-    left as it was. ``time_dim`` as for :func:`~sg_stability.analyze`."""
+    same one. ``sg.stabilize`` starts from ``shortlist.preferred()`` without training data (see the module
+    docstring for how it keeps the spread). The model is left as it was. ``time_dim`` as for :func:`~sg_stability.analyze`."""
     integer(seed, "seed", example="seed=0")
     base = get(family)
     run = with_time_dim(run, time_dim)
