@@ -240,7 +240,8 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
     most the family's peak / threshold; duplicates dropped), each with its measured reach, BPTT growth and
     gradient spread across layers; then the model's own surrogate (the incumbent), when every layer holds the
     same one. ``sg.stabilize`` starts from ``shortlist.preferred()`` without training data (see the module
-    docstring for how it keeps the spread). The model is left as it was. ``time_dim`` as for :func:`~sg_stability.analyze`."""
+    docstring for how it keeps the spread). The model is left as it was. ``time_dim`` as for
+    :func:`~sg_stability.analyze`."""
     integer(seed, "seed", example="seed=0")
     base = get(family)
     run = with_time_dim(run, time_dim)
