@@ -77,12 +77,8 @@ def _replaced(p: Any, path: tuple[str, ...], **changes: Any) -> Any:
     return p._replace(**{path[0]: _replaced(getattr(p, path[0]), path[1:], **changes)})
 
 
-_UNDESCRIBED = {
-    "LSNN": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
-    "LSNNCell": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
-    "LSNNRecurrent": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
-    "LSNNRecurrentCell": "an adaptive threshold (a second state, b) that the single-leak model leaves out",
-}
+_UNDESCRIBED = dict.fromkeys(("LSNN", "LSNNCell", "LSNNRecurrent", "LSNNRecurrentCell"),
+                             "an adaptive threshold (a second state, b) that the single-leak model leaves out")
 #: LIF variants described as a LIF: what the model leaves out (named in the analyzer's notes)
 _LEFT_OUT = {"LIFAdEx": "the adaptation current and the exponential term", "LIFEx": "the exponential term",
              "LIFRefrac": "the refractory period"}

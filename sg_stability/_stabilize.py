@@ -21,7 +21,7 @@ from .analysis import GROWTH_LIMIT, Candidate, Run, analyze_layers, candidates
 from .analysis.analyzer import check_options
 from .analysis.sample import with_time_dim
 from .analysis.shortlist import Shortlist, measure
-from .surrogates import get
+from .surrogates import Surrogate, get
 
 
 def _check(batches: Any, loss_fn: Any) -> None:
@@ -137,7 +137,7 @@ def _install_first_choice(model: nn.Module, pool: Shortlist, sample: Any, run: R
             skipped + _growth_caveat(chosen) + race
     per_layer = pool.depth_compensated(chosen)
     if per_layer is not None:
-        handle = patch(model, targets={glob.escape(path): s for path, s in per_layer.items()})
+        handle = _patch_per_layer(model, per_layer)
         try:
             got = measure(model, sample, None, run=run, seed=seed)
         except BaseException:  # the caller only sees handles this function returns
@@ -158,13 +158,18 @@ def _install_first_choice(model: nn.Module, pool: Shortlist, sample: Any, run: R
                f"own surrogates: {now}); rescaling the dampening per layer did not keep it")
         return patch(model, surrogate=keeping.surrogate), keeping, how + skipped + _growth_caveat(keeping)
     if pool.own is not None:
-        handle = patch(model, targets={glob.escape(path): s for path, s in pool.own.items()})
+        handle = _patch_per_layer(model, pool.own)
         return handle, None, (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's "
                               f"own: {now}), also with its dampening rescaled per layer" + skipped)
     least = min(pool, key=lambda c: c.spread if c.spread is not None else math.inf)
     how = (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}) and the "
            f"model's own surrogates cannot all be read, so the least widening is installed{skipped}")
     return patch(model, surrogate=least.surrogate), least, how
+
+
+def _patch_per_layer(model: nn.Module, surrogates: dict[str, Surrogate]) -> PatchHandle:
+    """One surrogate per layer path (paths escaped: they are matched as globs)."""
+    return patch(model, targets={glob.escape(path): s for path, s in surrogates.items()})
 
 
 def _growth_caveat(c: Candidate) -> str:

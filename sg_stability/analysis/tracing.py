@@ -43,9 +43,10 @@ Event = tuple[str, Any, Any]  # ("w", weight module, record of the neuron whose 
 NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
-def affine(norm: nn.Module | None) -> bool:
-    """True for a normalisation layer with learnable scale and shift (what an initialiser can set)."""
-    return norm is not None and all(isinstance(getattr(norm, k, None), nn.Parameter) for k in ("weight", "bias"))
+def affine_parameters(norm: nn.Module | None) -> tuple[Tensor, Tensor] | None:
+    """A normalisation layer's learnable ``(bias, weight)`` (what an initialiser can set), or None without them."""
+    bias, weight = getattr(norm, "bias", None), getattr(norm, "weight", None)
+    return (bias, weight) if isinstance(bias, nn.Parameter) and isinstance(weight, nn.Parameter) else None
 
 
 def weight_of(module: nn.Module | None) -> Tensor | None:

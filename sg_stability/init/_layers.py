@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .._validate import flag
 from ..analysis import Record, Run, Trace, traced
-from ..analysis.tracing import affine, value
+from ..analysis.tracing import affine_parameters, value
 from ..stability import Dynamics
 from ._report import InitReport, Writer, check_parametrized
 
@@ -34,41 +34,26 @@ class InitLayer:
     def name(self) -> str:
         return self.record.path
 
-    def norm_targets(self, mean: float, std: float | None) -> tuple[Tensor, Tensor | None] | None:
-        """After a normalisation layer the neuron's input has, per feature and in training mode, the
-        normalisation's bias as its mean and its weight as its standard deviation: the values that give input
-        current ``mean`` (and standard deviation ``std``), or None when the normalisation has no affine
-        parameters to set."""
-        if not affine(self.norm):
-            return None
-        norm_bias, norm_weight = affine_parameters(self.norm)
-        bias = torch.full_like(norm_bias.detach(), mean, dtype=torch.float64)
-        weight = None if std is None else torch.full_like(norm_weight.detach(), std, dtype=torch.float64)
-        return bias, weight
+    def unaffine(self) -> str:
+        """Why nothing before the normalisation layer can move this neuron's input."""
+        return (f"its input comes from {self.norm_name} ({type(self.norm).__name__}) without affine parameters, "
+                "which cancels any change of the weights before it")
 
     def write_norm(self, writer: Writer, report: InitReport, mean: float, std: float | None, rule: str) -> None:
-        """Set the normalisation's bias (and weight) so the neuron's input current has ``mean`` (and ``std``)."""
-        targets = self.norm_targets(mean, std)
-        if targets is None:
-            report.skipped.append(f"{self.name}: its input comes from {self.norm_name} "
-                                  f"({type(self.norm).__name__}) without affine parameters, which cancels any "
-                                  "change of the weights before it")
+        """After a normalisation layer the neuron's input has, per feature and in training mode, the
+        normalisation's bias as its mean and its weight as its standard deviation: set them so that the input
+        current has ``mean`` (and ``std``)."""
+        params = affine_parameters(self.norm)
+        if params is None:
+            report.skipped.append(f"{self.name}: {self.unaffine()}")
             return
-        norm_bias, norm_weight = affine_parameters(self.norm)
-        bias, weight = targets
-        writer.write(self.name, f"bias of {self.norm_name}", norm_bias, bias,
+        bias, weight = params
+        writer.write(self.name, f"bias of {self.norm_name}", bias, torch.full_like(bias, mean, dtype=torch.float64),
                      f"{rule}: mean input current {mean:.4g} (set after the normalisation)")
-        if weight is not None:
-            writer.write(self.name, f"weight of {self.norm_name}", norm_weight, weight,
-                         f"{rule}: input current std {weight.flatten()[0]:.4g} (set after the normalisation)")
-
-
-def affine_parameters(norm: nn.Module | None) -> tuple[Tensor, Tensor]:
-    """A normalisation layer's ``(bias, weight)`` (call after :func:`affine` said it has them)."""
-    bias, weight = getattr(norm, "bias", None), getattr(norm, "weight", None)
-    assert isinstance(bias, Tensor)
-    assert isinstance(weight, Tensor)
-    return bias, weight
+        if std is not None:
+            writer.write(self.name, f"weight of {self.norm_name}", weight,
+                         torch.full_like(weight, std, dtype=torch.float64),
+                         f"{rule}: input current std {std:.4g} (set after the normalisation)")
 
 
 def layers_of(trace: Trace) -> list[InitLayer]:

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from .._validate import flag, integer, real
 from ..analysis import Run, traced
-from ..analysis.tracing import affine
-from ._layers import InitLayer, affine_parameters, layers_of, rate_of
+from ..analysis.tracing import affine_parameters
+from ._layers import InitLayer, layers_of, rate_of
 from ._report import InitReport, Writer, check_parametrized
 
 
@@ -79,10 +79,8 @@ def _knob(layer: InitLayer) -> tuple[str, Tensor] | str:
     normalisation is cancelled by it), else the bias of the weight that feeds it, else that weight's mean;
     or why there is none."""
     if layer.norm is not None:
-        if affine(layer.norm):
-            return f"bias of {layer.norm_name}", affine_parameters(layer.norm)[0]
-        return (f"its input comes from {layer.norm_name} ({type(layer.norm).__name__}) without affine parameters, "
-                "which cancels any shift before it")
+        params = affine_parameters(layer.norm)
+        return (f"bias of {layer.norm_name}", params[0]) if params is not None else layer.unaffine()
     if layer.bias is not None:
         return "bias", layer.bias
     if layer.w_in is not None:
