@@ -77,11 +77,11 @@ def _replaced(p: Any, path: tuple[str, ...], **changes: Any) -> Any:
     return p._replace(**{path[0]: _replaced(getattr(p, path[0]), path[1:], **changes)})
 
 
-_UNDESCRIBED = dict.fromkeys(("LSNN", "LSNNCell", "LSNNRecurrent", "LSNNRecurrentCell"),
-                             "an adaptive threshold (a second state, b) that the single-leak model leaves out")
+_UNDESCRIBED: dict[str, str] = {}
 #: LIF variants described as a LIF: what the model leaves out (named in the analyzer's notes)
 _LEFT_OUT = {"LIFAdEx": "the adaptation current and the exponential term", "LIFEx": "the exponential term",
-             "LIFRefrac": "the refractory period"}
+             "LIFRefrac": "the refractory period",
+             "LSNN": "the adaptive threshold (it starts at v_th and rises by beta at every spike; v_th is kept)"}
 
 
 class NorseDriver(NeuronDriver):
@@ -132,7 +132,7 @@ class NorseDriver(NeuronDriver):
             return Dynamics(leak=1.0, threshold=threshold, reset="multiplicative", reset_grad=True,
                             reset_jump=threshold - v_reset,
                             note=f"reset to v_reset = {v_reset:g} modelled as a reset to 0" if v_reset else "")
-        if tau_mem_inv is None or v_th is None or self.record or not type(self.module).__name__.startswith("LIF"):
+        if tau_mem_inv is None or v_th is None or not type(self.module).__name__.startswith(("LIF", "LSNN")):
             return None
         step = float(getattr(self.module, "dt", 0.001)) * float(torch.as_tensor(tau_mem_inv).mean())
         v_reset = float(torch.as_tensor(getattr(p, "v_reset", 0.0)).mean())

@@ -39,16 +39,46 @@ _ONE_CALL_MULTI_STEP = {"LeakyParallel", "StateLeaky", "LinearLeaky", "Associati
 _ONE_CALL_PER_STEP = {"DeltaLeaky"}
 
 
-# neurons whose membrane follows v' = beta v + input (+ recurrent) - reset
-_DESCRIBED = frozenset({"Leaky", "RLeaky", "Synaptic", "RSynaptic"})
+# neurons without a reset: the membrane is a leaky integral of the input
+_NO_RESET = frozenset({"StateLeaky", "LeakyParallel"})
+
+
+def _mean(x: Any) -> float:
+    return float(torch.as_tensor(x).detach().double().mean())
+
+
+def _leak_and_gain(m: Any, snn_class: str) -> tuple[float, float, bool, str] | None:
+    """``(leak, input gain, synapse, note)`` of an snnTorch neuron in the analyzer's single-leak model, or None."""
+    if snn_class in ("Leaky", "RLeaky", "Synaptic", "RSynaptic"):  # mem' = beta mem + input - reset
+        beta = getattr(m, "beta", None)
+        if beta is None:
+            return None
+        synapse = snn_class in ("Synaptic", "RSynaptic")
+        return (_mean(torch.as_tensor(beta).detach().clamp(0, 1)), 1.0, synapse,
+                "the synaptic current (alpha) is not modelled" if synapse else "")
+    if snn_class == "Lapicque":  # mem' = (1 - T / (R C)) mem + (T / C) input
+        rc, step = _mean(m.R) * _mean(m.C), _mean(m.time_step)
+        return min(max(1.0 - step / rc, 0.0), 1.0), step / _mean(m.C), False, ""
+    if snn_class == "Alpha":  # mem = tau_alpha (exc + inh): two currents decaying by alpha and beta
+        alpha, beta = _mean(m.alpha.detach().clamp(0, 1)), _mean(m.beta.detach().clamp(0, 1))
+        return (max(alpha, beta), 1.0, True,
+                (f"modelled as one leaky membrane with the slower of its two currents' decays (alpha {alpha:.3g}, "
+                 f"beta {beta:.3g}); the membrane is their difference"))
+    if snn_class == "StateLeaky":  # mem_t = sum_k exp(-k / tau) x_(t-k): a leak exp(-1 / tau) per step, no reset
+        truncated = getattr(m, "kernel_truncation_steps", None)
+        return (_mean(torch.exp(-1.0 / m.tau.detach().double())), 1.0, False,
+                f"its decay kernel is cut after {truncated} steps" if truncated else "")
+    if snn_class == "LeakyParallel":  # h_t = relu(W_ih x_t + b + W_hh h_(t-1)), W_hh diagonal (the leak)
+        w_hh = m.rnn.weight_hh_l0.detach()
+        if not torch.equal(w_hh, torch.diag(torch.diagonal(w_hh))):
+            return None
+        return (min(max(_mean(torch.diagonal(w_hh)), 0.0), 1.0), 1.0, False,
+                "nn.RNN's ReLU is left out (a membrane below 0 is clipped to 0 and passes no gradient)")
+    return None
 
 
 _UNDESCRIBED = {
-    "Alpha": "its membrane is the sum of two synaptic currents (excitatory and inhibitory, decays alpha and beta), "
-             "not a leaky membrane with a reset the model can follow",
-    "Lapicque": "not read yet: its leak 1 - time_step / (R C) and input gain time_step / C",
-    "LeakyParallel": "an nn.RNN over the whole sequence with learned recurrent weights and no reset",
-    "StateLeaky": "a state-space layer: the membrane is a convolution of the whole input sequence, without reset",
+    "LeakyParallel": "weight_hh_enable=True: a full learned matrix mixes the membranes, not a leak",
     "SLSTM": "an LSTM cell: learned gates set the state's update",
     "SConv2dLSTM": "a convolutional LSTM cell: learned gates set the state's update",
 }
@@ -84,16 +114,18 @@ class SnnTorchDriver(NeuronDriver):
 
     def dynamics(self) -> Dynamics | None:
         m = self.module
-        beta, threshold = getattr(m, "beta", None), getattr(m, "threshold", None)
-        mechanism = getattr(m, "reset_mechanism", None)
-        reset = {"subtract": "subtract", "zero": "multiplicative", "none": "none"}.get(str(mechanism))
-        if beta is None or threshold is None or reset is None or type(m).__name__ not in _DESCRIBED:
+        threshold, mechanism = getattr(m, "threshold", None), getattr(m, "reset_mechanism", None)
+        if threshold is None:
             return None
-        synapse = type(m).__name__ in ("Synaptic", "RSynaptic")
+        reset = {"subtract": "subtract", "zero": "multiplicative", "none": "none"}.get(str(mechanism))
+        described = _leak_and_gain(m, self.snn_class)
+        if described is None or (reset is None and self.snn_class not in _NO_RESET):
+            return None
+        leak, gain, synapse, note = described
         # snnTorch always detaches its reset (mem_reset(...).detach())
-        return Dynamics(leak=float(torch.as_tensor(beta).clamp(0, 1).mean()),
-                        threshold=float(torch.as_tensor(threshold).mean()), reset=reset, reset_grad=False,
-                        synapse=synapse, note="the synaptic current (alpha) is not modelled" if synapse else "")
+        return Dynamics(leak=leak, threshold=float(torch.as_tensor(threshold).detach().mean()),
+                        reset="none" if self.snn_class in _NO_RESET else cast(str, reset), reset_grad=False,
+                        input_gain=gain, synapse=synapse, note=note)
 
     def threshold(self) -> float | Tensor | None:
         t = getattr(self.module, "threshold", None)
@@ -104,6 +136,9 @@ class SnnTorchDriver(NeuronDriver):
         tx.set(self.module, "threshold", torch.as_tensor(value, dtype=old.dtype, device=old.device).clone())
 
     def internal_weights(self) -> dict[str, Tensor]:
+        rnn = getattr(self.module, "rnn", None)
+        if self.snn_class == "LeakyParallel" and isinstance(rnn, nn.RNN):
+            return {"input": cast(Tensor, rnn.weight_ih_l0)}
         recurrent = getattr(self.module, "recurrent", None)
         if getattr(self.module, "all_to_all", False) and isinstance(recurrent, nn.Linear):
             return {"recurrent": recurrent.weight}

@@ -121,15 +121,16 @@ def builtin_for(surrogate: Surrogate) -> tuple[str, float] | None:
     return None
 
 
+#: neurons trained online: in training mode the membrane is detached between steps
+ONLINE = {name: f"{name}: online training detaches the membrane between steps, so no gradient flows back in time "
+                "through it (by design; the leak acts on the forward pass only)"
+          for name in ("OTTTLIFNode", "SLTTLIFNode")}
+
 _UNDESCRIBED = {
-    "OTTTLIFNode": "online training through time: the membrane is detached between steps, so no gradient flows "
-                   "back in time for a model to describe",
-    "SLTTLIFNode": "spatial learning through time: the membrane is detached between steps",
     "QIFNode": "a quadratic membrane equation, not a linear leak",
     "EIFNode": "an exponential membrane equation, not a linear leak",
     "IzhikevichNode": "two coupled state variables (membrane and recovery)",
     "KLIFNode": "a learned scaling and ReLU of the membrane before the threshold",
-    "CUBALIFNode": "a current-based synapse (a second state) before the membrane",
     "GatedLIFNode": "learned gates mix the leak, the input and the reset",
     "PSN": "a parallel spiking neuron: the membrane is a learned linear map of the whole input sequence",
     "MaskedPSN": "a parallel spiking neuron: the membrane is a learned, masked map of the input sequence",
@@ -185,26 +186,37 @@ class SpikingJellyDriver(NeuronDriver):
 
     def dynamics(self) -> Dynamics | None:
         m: Any = self.module
-        name = type(m).__name__
+        name = self.sj_class
+        notes = []
+        synapse = False
         if name == "IFNode":
             leak, gain = 1.0, 1.0
-        elif name in ("LIFNode", "ParametricLIFNode"):
+        elif name in ("LIFNode", "ParametricLIFNode") or name in ONLINE:
             inv_tau = (float(torch.sigmoid(m.w.detach())) if name == "ParametricLIFNode"
                        else 1.0 / float(m.tau))
             leak = 1.0 - inv_tau
             gain = inv_tau if getattr(m, "decay_input", True) else 1.0
+        elif name == "CUBALIFNode":  # c' = c_decay c + x; v' = v_decay v + c'
+            leak, gain, synapse = float(m.v_decay), 1.0, True
+            notes.append(f"the synaptic current (c_decay = {float(m.c_decay):g}) is not modelled")
         else:
             return None
+        detached = name in ONLINE and m.training  # in eval mode these neurons run as plain LIF neurons
+        if detached:
+            notes.append(ONLINE[name])
         threshold = float(m.v_threshold)
         v_reset = getattr(m, "v_reset", None)
         reset_grad = not getattr(m, "detach_reset", False)
         if v_reset is None:
             # SpikingJelly subtracts before the leak: d(reset)/dv at threshold is leak * theta
             return Dynamics(leak=leak, threshold=threshold, reset="subtract", reset_grad=reset_grad,
-                            reset_jump=leak * threshold, input_gain=gain)
-        note = f"reset to v_reset = {float(v_reset):g} modelled as a reset to 0" if float(v_reset) else ""
+                            reset_jump=leak * threshold, input_gain=gain, synapse=synapse, detached=detached,
+                            note="; ".join(notes))
+        if float(v_reset):
+            notes.append(f"reset to v_reset = {float(v_reset):g} modelled as a reset to 0")
         return Dynamics(leak=leak, threshold=threshold, reset="multiplicative", reset_grad=reset_grad,
-                        reset_jump=leak * (threshold - float(v_reset)), input_gain=gain, note=note)
+                        reset_jump=leak * (threshold - float(v_reset)), input_gain=gain, synapse=synapse,
+                        detached=detached, note="; ".join(notes))
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         if not self.slots:

@@ -20,7 +20,8 @@ from ._validate import flag
 from .analysis import GROWTH_LIMIT, Candidate, Run, analyze_layers, candidates
 from .analysis.analyzer import check_options
 from .analysis.sample import with_time_dim
-from .analysis.shortlist import Shortlist, measure
+from .analysis.shortlist import Shortlist, measure_recorded, shortlist
+from .analysis.tracing import Trace, traced
 from .surrogates import Surrogate, get
 
 
@@ -89,15 +90,19 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
             from .init import initialize
 
             init_report = initialize(model, sample, init, run=run, **(init_options or {}))
-        pool = candidates(model, sample, run=run, family=base, seed=seed)
         if batches is not None and loss_fn is not None:
+            pool = candidates(model, sample, run=run, family=base, seed=seed)
             handle = tune(model, sample, batches, loss_fn=loss_fn, val_batches=val_batches, score=score,
                           epochs=epochs, candidates=pool, optimizer=optimizer, lr=lr, run=run, seed=seed,
                           progress=progress)
             chosen = handle.tuning.best
             how = f"won a training race between {len(pool)} candidates ({handle.tuning.cost_runs:.2f} full runs)"
         else:
-            handle, chosen, how = _install_first_choice(model, pool, sample, run, seed, keep_spread)
+            with traced(model, sample, run=run) as trace:  # one forward pass serves every measurement
+                pool = shortlist(trace, base, seed, spreads=False)
+                install, chosen, how = _first_choice(pool, trace, seed, keep_spread)
+                pool.measure_spread = None  # the recorded run ends here
+            handle = install(model)
         handle.report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
     except BaseException:  # a failure at any point leaves the model as it was
         if handle is not None:
@@ -119,57 +124,59 @@ def _what(chosen: Candidate | None) -> str:
     return f"installed {chosen.label}{growth}"
 
 
-def _install_first_choice(model: nn.Module, pool: Shortlist, sample: Any, run: Run | None, seed: int,
-                          keep_spread: bool) -> tuple[PatchHandle, Candidate | None, str]:
-    """Patch the shortlist's preferred candidate (``Shortlist.preferred``); where it widens the gradient's spread
-    across layers, with its dampening rescaled per layer (``Shortlist.depth_compensated``, re-measured), else
-    the first candidate that does not widen it (``Shortlist.first_choice``), else each layer's own surrogate.
-    Returns the handle, the candidate (None: each layer kept its own) and how it was chosen, naming every
-    fallback."""
+Install = Callable[[nn.Module], PatchHandle]
+
+
+def _first_choice(pool: Shortlist, trace: Trace, seed: int, keep_spread: bool
+                  ) -> tuple[Install, Candidate | None, str]:
+    """What to patch, measured on the recorded run the shortlist came from: the shortlist's preferred candidate
+    (``Shortlist.preferred``); where it widens the gradient's spread across layers, with its dampening rescaled
+    per layer (``Shortlist.depth_compensated``, re-measured on the same run), else the first candidate that does
+    not widen it (``Shortlist.first_choice``), else each layer's own surrogate. Returns how to install it, the
+    candidate (None: each layer keeps its own) and how it was chosen, naming every fallback."""
     chosen, passed = pool.preferred()
     now = f"{pool.spread_now:.3g}x" if pool.spread_now is not None else "unmeasured"
     race = " (pass batches= and loss_fn= to let a short training race between the candidates decide)"
     skipped = f"; passed over {'; '.join(passed)}" if passed else ""
-    if not keep_spread or not pool.widens(chosen.spread):
+    if not keep_spread or not pool.widens(pool.spread_of(chosen)):
         spread = (f"; gradient spread across layers {chosen.spread:.3g}x (the model's own surrogates: {now})"
                   if chosen.spread is not None else "")
-        return patch(model, surrogate=chosen.surrogate), chosen, "the stability analysis' first choice" + spread + \
-            skipped + _growth_caveat(chosen) + race
+        return _patch_one(chosen.surrogate), chosen, "the stability analysis' first choice" + spread + skipped + \
+            _growth_caveat(chosen) + race
     per_layer = pool.depth_compensated(chosen)
     if per_layer is not None:
-        handle = _patch_per_layer(model, per_layer)
-        try:
-            got = measure(model, sample, None, run=run, seed=seed)
-        except BaseException:  # the caller only sees handles this function returns
-            handle.remove()
-            raise
+        with trace.switched(per_layer):
+            got = measure_recorded(trace, seed)
         if not pool.widens(got.spread):
             factors = ", ".join(f"{path} {float(s.dampening):.3g}" for path, s in per_layer.items())
-            return handle, chosen, (
+            return _patch_per_layer(per_layer), chosen, (
                 f"the stability analysis' first choice with its dampening rescaled per layer ({factors}): with one "
                 f"dampening the gradient's spread across layers would be {chosen.spread:.3g}x, rescaled it is "
                 f"{got.spread:.3g}x (the model's own surrogates: {now})" + skipped + _growth_caveat(chosen) + race)
-        handle.remove()
     keeping, passed = pool.first_choice()
     skipped = f"; passed over {'; '.join(passed)}" if passed else ""
     if keeping is not None:
         spread = f"{keeping.spread:.3g}x" if keeping.spread is not None else "unmeasured"
         how = (f"FALLBACK: the first candidate that keeps the gradient's spread across layers ({spread}; the model's "
                f"own surrogates: {now}); rescaling the dampening per layer did not keep it")
-        return patch(model, surrogate=keeping.surrogate), keeping, how + skipped + _growth_caveat(keeping)
+        return _patch_one(keeping.surrogate), keeping, how + skipped + _growth_caveat(keeping)
     if pool.own is not None:
-        handle = _patch_per_layer(model, pool.own)
-        return handle, None, (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's "
-                              f"own: {now}), also with its dampening rescaled per layer" + skipped)
-    least = min(pool, key=lambda c: c.spread if c.spread is not None else math.inf)
+        return _patch_per_layer(pool.own), None, (
+            f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}), also "
+            "with its dampening rescaled per layer" + skipped)
+    least = min(pool, key=lambda c: spread if (spread := pool.spread_of(c)) is not None else math.inf)
     how = (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}) and the "
            f"model's own surrogates cannot all be read, so the least widening is installed{skipped}")
-    return patch(model, surrogate=least.surrogate), least, how
+    return _patch_one(least.surrogate), least, how
 
 
-def _patch_per_layer(model: nn.Module, surrogates: dict[str, Surrogate]) -> PatchHandle:
+def _patch_one(surrogate: Surrogate) -> Install:
+    return lambda model: patch(model, surrogate=surrogate)
+
+
+def _patch_per_layer(surrogates: dict[str, Surrogate]) -> Install:
     """One surrogate per layer path (paths escaped: they are matched as globs)."""
-    return patch(model, targets={glob.escape(path): s for path, s in surrogates.items()})
+    return lambda model: patch(model, targets={glob.escape(path): s for path, s in surrogates.items()})
 
 
 def _growth_caveat(c: Candidate) -> str:

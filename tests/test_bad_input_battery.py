@@ -432,23 +432,44 @@ def test_an_exception_inside_an_adapter_install_rolls_everything_back(framework,
         assert sg.is_patched(model)
 
 
-def _interrupting_run(after: int) -> Callable[[nn.Module, torch.Tensor], Any]:
+class _InterruptInBackward(torch.autograd.Function):
+    """The output unchanged; its backward raises once ``budget[0]`` backward passes have gone through it."""
+
+    @staticmethod
+    def forward(ctx: Any, out: torch.Tensor, budget: list[int]) -> torch.Tensor:
+        ctx.budget = budget
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        ctx.budget[0] -= 1
+        if ctx.budget[0] < 0:
+            raise Interrupt("Ctrl-C")
+        return grad, None
+
+
+def _interrupting_run(after: int | tuple[str, int]) -> Callable[[nn.Module, torch.Tensor], Any]:
+    """A run that raises at its ``after + 1``-th call, or (``("backward", n)``) in the ``n + 1``-th backward pass
+    through its output: one recorded run serves many measurements, so an interrupt can come during them."""
     calls = [0]
+    budget = [after[1] if isinstance(after, tuple) else -1]
 
     def run(model: nn.Module, x: torch.Tensor) -> Any:
         calls[0] += 1
-        if calls[0] > after:
+        if isinstance(after, int) and calls[0] > after:
             raise Interrupt("Ctrl-C")
-        return model(x)
+        out = model(x)
+        return _InterruptInBackward.apply(out, budget) if budget[0] >= 0 and out.requires_grad else out
 
     return run
 
 
 INTERRUPTED = [
     ("analyze", lambda m, x, run: sg.analyze(m, x, run=run), 0),
-    ("analyze-later", lambda m, x, run: sg.analyze(m, x, run=run), 2),
-    ("candidates", lambda m, x, run: sg.candidates(m, x, run=run), 3),
-    ("stabilize", lambda m, x, run: sg.stabilize(m, x, run=run), 4),
+    ("analyze-later", lambda m, x, run: sg.analyze(m, x, run=run), ("backward", 6)),
+    ("candidates", lambda m, x, run: sg.candidates(m, x, run=run), ("backward", 20)),
+    ("stabilize", lambda m, x, run: sg.stabilize(m, x, run=run), 1),  # the report's run, after patching
+    ("stabilize-measuring", lambda m, x, run: sg.stabilize(m, x, run=run), ("backward", 5)),
     ("stabilize-init", lambda m, x, run: sg.stabilize(m, x, run=run, init="at_threshold"), 2),
     ("at-threshold", lambda m, x, run: sg.init.at_threshold(m, x, run=run), 1),
     ("fluctuation", lambda m, x, run: sg.init.fluctuation(m, x, run=run), 1),

@@ -49,7 +49,7 @@ def _unit(family: str, u: float, q: float) -> float:
     if family == "q_pseudospike":
         return math.exp(-q * math.log1p(2.0 * a / (q - 1.0)))
     w = math.pi * a  # atan
-    return 1.0 / (1.0 + w * w) if w < 1e150 else 0.0
+    return 1.0 / (1.0 + w * w) if w < 1e150 else (1.0 / w) / w  # 1/w^2 stays normal up to w ~ 1e154
 
 
 def _lower(family: str, a: float, q: float) -> float:

@@ -130,7 +130,7 @@ def test_stabilize_rescales_the_dampening_per_layer_and_an_interrupt_there_leave
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("sg_stability._stabilize.measure", interrupted)
+    monkeypatch.setattr("sg_stability._stabilize.measure_recorded", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sg.stabilize(m.model, m.sample, run=m.run, progress=False)
     assert not sg.is_patched(m.model)

@@ -333,11 +333,27 @@ def test_threshold_drive_hand_values_and_condition_i_uses_it(reset, drive):
     assert float(st.condition_i(11, 0.5, 2.0, reset, input_current=0.4)) == pytest.approx(2 * (2.0 * drive - 0.4) / 10)
 
 
-@pytest.mark.parametrize("shape", [(64, 64), (300, 50), (40, 900)])
-def test_spectral_norm_by_power_iteration_matches_the_exact_svd(shape):
+@pytest.mark.parametrize("shape", [(64, 64), (300, 50), (40, 900), (512, 2304)])
+def test_spectral_norm_by_lanczos_matches_the_exact_svd(shape):
     from sg_stability.stability._conditions import spectral_norm
 
+    # random matrices: the top singular values crowd at the spectrum's edge, the hard case for iterative methods
     m = torch.randn(*shape, generator=torch.Generator().manual_seed(3)) * 0.1
     exact = float(torch.linalg.matrix_norm(m.double(), ord=2))
     assert spectral_norm(m) == pytest.approx(exact, rel=1e-3)
+    assert spectral_norm(m) <= exact * (1 + 1e-5)  # from below: the depth rule's bound is never overstated
     assert spectral_norm(torch.zeros(5, 4)) == 0.0
+
+
+def test_spectral_norm_of_matrices_with_known_singular_values():
+    from sg_stability.stability._conditions import spectral_norm
+
+    gen = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(60, 60, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(90, 60, generator=gen, dtype=torch.float64))
+    for top, rel in ((3.0, 1e-5), (1.001, 1e-3)):  # a clear gap, and almost none (the next value is 1.0)
+        s = torch.cat([torch.tensor([top]), torch.linspace(1.0, 0.01, 59, dtype=torch.float64)])
+        assert spectral_norm((u * s) @ v.T) == pytest.approx(top, rel=rel)
+    rank_one = torch.outer(torch.arange(1.0, 5.0), torch.ones(7))  # singular value |a| |b| = sqrt(30) sqrt(7)
+    assert spectral_norm(rank_one) == pytest.approx(30 ** 0.5 * 7 ** 0.5, rel=1e-5)
+    assert spectral_norm(torch.tensor([[-2.0, 0.0, 0.0]])) == pytest.approx(2.0)

@@ -25,8 +25,8 @@ from . import estimates as est
 from .measure import gradient_norms, measured_layer, measured_temporal
 from .report import LayerReport, StabilityReport
 from .sample import with_time_dim
-from .shortlist import candidates
-from .tracing import Record, Run, StepRef, traced, value
+from .shortlist import shortlist
+from .tracing import Record, Run, StepRef, Trace, traced, value
 
 
 @dataclass
@@ -70,36 +70,42 @@ def analyze_layers(model: nn.Module, sample: Any, *, run: Run | None = None, sur
                    time_dim: int | None = None) -> StabilityReport:
     """The per-layer analysis of :func:`analyze`, without the recommendation."""
     check_options(probes, seed, target)
-    run = with_time_dim(run, time_dim)
-    with traced(model, sample, run=run, surrogate=surrogate) as trace:
-        ordered = trace.ordered()
-        _check_target_names(target, [r.path for r in ordered])
-        if not ordered:
-            raise ConfigError("no spiking layer called its surrogate while running the sample",
-                              got=raw(f"{len(trace.records)} neuron sites, none fired a surrogate call"),
-                              allowed="a run that steps the model's neurons",
-                              fix="pass run=lambda model, x: ... that runs the model over time, as in training")
-        if all(w is None for r in ordered for w in r.weights()):
-            raise ConfigError("no weights feed any spiking layer of this model",
-                              got=raw(", ".join(r.path for r in ordered)),
-                              allowed="neurons fed by nn.Linear / nn.Conv* modules, or neurons that hold weights",
-                              fix="analyze the model with its weight layers (the analyzer follows the execution "
-                                  "order)")
-        steps_of = {r.path: r.spike_steps() for r in ordered}
-        ff_weights = []  # as they act on the membranes: times each neuron's input gain (SpikingJelly's 1/tau, ...)
-        for r in ordered:
-            w = r.weights()[0]
-            if w is not None:
-                dyn = r.site.driver.dynamics()
-                ff_weights.append(w.detach() * (dyn.input_gain if dyn else 1.0))
-        ctx = _RunContext(steps_of, max(len(v) for v in steps_of.values()), probes, torch.Generator().manual_seed(seed),
-                   cond.depth_dampening(ff_weights) if len(ff_weights) >= 2 else None)
-        layers = []
-        for k, rec in enumerate(ordered):
-            nxt = ordered[k + 1] if k + 1 < len(ordered) else None
-            goal = target.get(rec.path, 1.0) if isinstance(target, Mapping) else float(target)
-            layers.append(_layer_report(rec, nxt, ctx, goal))
-        return StabilityReport(layers, ctx.steps)
+    with traced(model, sample, run=with_time_dim(run, time_dim), surrogate=surrogate) as trace:
+        return analyze_trace(trace, probes=probes, seed=seed, target=target)
+
+
+def analyze_trace(trace: Trace, *, probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0
+                  ) -> StabilityReport:
+    """:func:`analyze_layers` on a recorded run."""
+    ordered = trace.ordered()
+    _check_target_names(target, [r.path for r in ordered])
+    if not ordered:
+        raise ConfigError("no spiking layer called its surrogate while running the sample",
+                          got=raw(f"{len(trace.records)} neuron sites, none fired a surrogate call"),
+                          allowed="a run that steps the model's neurons",
+                          fix="pass run=lambda model, x: ... that runs the model over time, as in training")
+    if all(w is None for r in ordered for w in r.weights()):
+        raise ConfigError("no weights feed any spiking layer of this model",
+                          got=raw(", ".join(r.path for r in ordered)),
+                          allowed="neurons fed by nn.Linear / nn.Conv* modules, or neurons that hold weights",
+                          fix="analyze the model with its weight layers (the analyzer follows the execution "
+                              "order)")
+    steps_of = {r.path: r.spike_steps() for r in ordered}
+    ff_weights, gains = [], []  # the gains: how each acts on the membrane (SpikingJelly's 1/tau, ...)
+    for r in ordered:
+        w = r.weights()[0]
+        if w is not None:
+            dyn = r.site.driver.dynamics()
+            ff_weights.append(w)
+            gains.append(dyn.input_gain if dyn else 1.0)
+    ctx = _RunContext(steps_of, max(len(v) for v in steps_of.values()), probes, torch.Generator().manual_seed(seed),
+                      cond.depth_dampening(ff_weights, gains) if len(ff_weights) >= 2 else None)
+    layers = []
+    for k, rec in enumerate(ordered):
+        nxt = ordered[k + 1] if k + 1 < len(ordered) else None
+        goal = target.get(rec.path, 1.0) if isinstance(target, Mapping) else float(target)
+        layers.append(_layer_report(rec, nxt, ctx, goal))
+    return StabilityReport(layers, ctx.steps)
 
 
 def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
@@ -117,10 +123,13 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     against that dimension.
     The model is left exactly as it was. See :class:`StabilityReport` and :class:`LayerReport`.
     """
-    run = with_time_dim(run, time_dim)
-    report = analyze_layers(model, sample, run=run, surrogate=surrogate, probes=probes, seed=seed, target=target)
+    check_options(probes, seed, target)
     family = get(surrogate) if surrogate is not None else get("fast_sigmoid")
-    report.recommended, report.passed_over = candidates(model, sample, run=run, family=family, seed=seed).preferred()
+    with traced(model, sample, run=with_time_dim(run, time_dim), surrogate=surrogate) as trace:  # one forward pass
+        report = analyze_trace(trace, probes=probes, seed=seed, target=target)
+        pool = shortlist(trace, family, seed, spreads=False)
+        report.recommended, report.passed_over = pool.preferred()
+        pool.spread_of(report.recommended)
     return report
 
 
@@ -189,6 +198,9 @@ def _diagnose(r: LayerReport, steps: int) -> str:
                 "threshold (Condition I targets a firing rate of 1/2)")
     if r.saturated >= 0.5:
         return f"{r.saturated:.0%} of the neurons spike at every step: lower the input weights or raise the threshold"
+    if r.dynamics is not None and r.dynamics.detached and r.gain_kind == "temporal":
+        return ("no gradient flows back in time through this layer, by design: its framework detaches the membrane "
+                "between steps (online training)")
     g = r.gain
     source = "measured" if r.measured_gain is not None else ("data-driven" if r.data_gain is not None else "theory")
     if r.gain_kind != "layer-to-layer" and r.bptt_growth is not None:

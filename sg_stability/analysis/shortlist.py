@@ -43,6 +43,7 @@ re-derived here:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,7 @@ from ..stability import late_growth
 from ..surrogates import Surrogate, get
 from .measure import gradient_norms, layer_gradients, spread
 from .sample import with_time_dim
-from .tracing import Run, traced, value
+from .tracing import Run, Trace, traced, value
 
 #: sharpness grid in threshold units (surrogate width relative to the threshold), widest first
 SHARPNESS_UNITS = (0.5, 1.5, 4.0)
@@ -107,19 +108,24 @@ class LayerMembranes:
 
 def record_membranes(model: nn.Module, sample: Any, run: Run | None = None) -> list[LayerMembranes]:
     """One forward pass on ``sample`` without gradient; the model is left as it was."""
-    out = []
     with traced(model, sample, run=run, grad=False) as trace:
-        for rec in trace.ordered():
-            steps = rec.spike_steps()
-            if not steps:
-                continue
-            v = torch.stack([value(s).detach().float() for s in steps]).flatten(2)
-            dyn = rec.site.driver.dynamics()
-            thr = rec.site.driver.threshold() if dyn is None else dyn.threshold
-            threshold = abs(float(torch.as_tensor(thr).float().mean())) if thr is not None else 1.0
-            readable = rec.source == "installed" or rec.source.startswith("read from")
-            out.append(LayerMembranes(rec.site.path, v, threshold if threshold > 0 else 1.0,
-                                      rec.surrogate if readable else None))
+        return membranes(trace)
+
+
+def membranes(trace: Trace) -> list[LayerMembranes]:
+    """Every spiking layer's centred membranes and threshold in a recorded run, in execution order."""
+    out = []
+    for rec in trace.ordered():
+        steps = rec.spike_steps()
+        if not steps:
+            continue
+        v = torch.stack([value(s).detach().float() for s in steps]).flatten(2)
+        dyn = rec.site.driver.dynamics()
+        thr = rec.site.driver.threshold() if dyn is None else dyn.threshold
+        threshold = abs(float(torch.as_tensor(thr).float().mean())) if thr is not None else 1.0
+        readable = rec.source == "installed" or rec.source.startswith("read from")
+        out.append(LayerMembranes(rec.site.path, v, threshold if threshold > 0 else 1.0,
+                                  rec.surrogate if readable else None))
     return out
 
 
@@ -140,18 +146,26 @@ class Measured:
 
 def measure(model: nn.Module, sample: Any, surrogate: Surrogate | None, run: Run | None = None, seed: int = 0
             ) -> Measured:
-    """One forward and one backward pass per layer with ``surrogate`` installed (None: the model's own): the
-    largest per-step growth, going back in time, of a gradient injected at the last step of any spiking layer,
-    and the spread across layers of the gradient of a random projection of the model's output."""
+    """One forward pass with ``surrogate`` (None: the model's own) and :func:`measure_recorded` on it."""
+    with traced(model, sample, run=run, surrogate=surrogate) as trace:
+        return measure_recorded(trace, seed)
+
+
+def measure_recorded(trace: Trace, seed: int = 0, *, spread_too: bool = True) -> Measured:
+    """On a recorded run, differentiated with the trace's current surrogate choice (``trace.switched``): the
+    largest per-step growth, going back in time, of a gradient injected at the last step of any spiking layer
+    (one backward pass per layer, through that layer alone), and (``spread_too``) the spread across layers of the
+    gradient of a random projection of the model's output (four backward passes through the whole model)."""
     gen = torch.Generator().manual_seed(seed)
     worst: float | None = None
-    with traced(model, sample, run=run, surrogate=surrogate) as trace:
-        for rec in trace.ordered():
-            xs = rec.spike_steps()
-            g = late_growth(gradient_norms(xs, rec.input_steps(len(xs)), gen))
-            if g is not None and math.isfinite(g):
-                worst = g if worst is None else max(worst, g)
-        per_layer = layer_gradients(trace.output, trace.ordered(), torch.Generator().manual_seed(seed))
+    for rec in trace.ordered():
+        xs = rec.spike_steps()
+        g = late_growth(gradient_norms(xs, rec.input_steps(len(xs)), gen))
+        if g is not None and math.isfinite(g):
+            worst = g if worst is None else max(worst, g)
+    if not spread_too:
+        return Measured(worst, None)
+    per_layer = layer_gradients(trace.output, trace.ordered(), torch.Generator().manual_seed(seed))
     return Measured(worst, spread(per_layer), per_layer)
 
 
@@ -172,6 +186,15 @@ class Shortlist(list[Candidate]):
         self.gradients_now: dict[str, float] = {}  # per layer, with the model's own surrogates
         self.own: dict[str, Surrogate] | None = None  # each layer's own surrogate in canonical form, when readable
         self.layers: list[str] = []  # every spiking layer that ran, in execution order
+        #: measures a candidate's spread on the recorded run while it is alive (set by :func:`shortlist` with
+        #: ``spreads=False``: a spread costs four backward passes through the whole model, and most are not needed)
+        self.measure_spread: Callable[[Candidate], None] | None = None
+
+    def spread_of(self, c: Candidate) -> float | None:
+        """``c.spread``, measured now when it was left for later and the recorded run is still alive."""
+        if not c.layer_gradients and self.measure_spread is not None:
+            self.measure_spread(c)
+        return c.spread
 
     def depth_compensated(self, c: Candidate) -> dict[str, Surrogate] | None:
         """``c`` with its dampening rescaled per layer so that every layer's gradient keeps its ratio to what the
@@ -183,6 +206,7 @@ class Shortlist(list[Candidate]):
         layers; on branching models it is a first step that the caller re-measures. With Adam it changes
         little where the reset is not differentiated: a factor common to all the gradients of a parameter is
         normalised away (where the surrogate also shapes the gradient through time, as in Norse, it is not)."""
+        self.spread_of(c)
         ratios = {p: c.layer_gradients[p] / g for p, g in self.gradients_now.items()
                   if g > 0 and c.layer_gradients.get(p, 0.0) > 0}
         order = [p for p in self.gradients_now if p in ratios]
@@ -225,7 +249,7 @@ class Shortlist(list[Candidate]):
         for c in self:
             if not self._reaches(c, widest):
                 passed.append(self._reach_note(c))
-            elif self.widens(c.spread):
+            elif self.widens(self.spread_of(c)):
                 passed.append(f"{c.label}: widens the gradient's spread across layers from {self.spread_now:.3g}x "
                               f"to {c.spread:.3g}x")
             else:
@@ -244,10 +268,17 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
     :func:`~sg_stability.analyze`."""
     integer(seed, "seed", example="seed=0")
     base = get(family)
-    run = with_time_dim(run, time_dim)
-    layers = record_membranes(model, sample, run)
+    with traced(model, sample, run=with_time_dim(run, time_dim)) as trace:
+        return shortlist(trace, base, seed)
+
+
+def shortlist(trace: Trace, base: Surrogate, seed: int = 0, *, spreads: bool = True) -> Shortlist:
+    """:func:`candidates` on a recorded run: every candidate is measured on the same forward pass, differentiated
+    with each in turn (``trace.switched``). ``spreads=False`` leaves the candidates' spreads to be measured when
+    asked for (``Shortlist.spread_of``) while ``trace`` is alive; the model's own (``spread_now``) is measured."""
+    layers = membranes(trace)
     if not layers:
-        raise ConfigError("no spiking layer recorded a membrane on the sample", got=type(sample).__name__,
+        raise ConfigError("no spiking layer recorded a membrane on the sample", got=type(trace.sample).__name__,
                           allowed="a sample that runs the model's neurons", fix="pass run=... as in training")
     theta = float(torch.tensor([m.threshold for m in layers]).median())
     peak = float(torch.as_tensor(base.dampening).max())
@@ -262,22 +293,32 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
             seen.add((round(gamma, 12), round(beta, 12)))
             s = base.replace(sharpness=beta, dampening=gamma)
             r = min(reach(s, m.v) for m in layers)
-            got = measure(model, sample, s, run=run, seed=seed)
+            with trace.switched(s):
+                got = measure_recorded(trace, seed, spread_too=spreads)
             grows = got.growth is not None and got.growth > GROWTH_LIMIT
             cand = Candidate(s, f"b={b:g}, area {gamma / beta:.3g}", reach=r, growth=got.growth, spread=got.spread,
                              layer_gradients=got.layers)
             ranked.append(((float(grows), got.growth if grows and got.growth is not None else 0.0, k, -r), cand))
     ranked.sort(key=lambda t: t[0])
     pool = Shortlist(c for _, c in ranked)
-    now = measure(model, sample, None, run=run, seed=seed)
+    with trace.switched(None):
+        now = measure_recorded(trace, seed)
     pool.spread_now, pool.gradients_now, pool.layers = now.spread, now.layers, [m.name for m in layers]
     if all(m.current is not None for m in layers):
         pool.own = {m.name: m.current for m in layers if m.current is not None}
     incumbent = _incumbent(layers, pool)
     if incumbent is not None:  # last: in the race, so that it never does worse than keeping what the model has
-        got = measure(model, sample, incumbent, run=run, seed=seed)
+        with trace.switched(incumbent):
+            got = measure_recorded(trace, seed, spread_too=spreads)
         pool.append(Candidate(incumbent, "the model's own surrogate", reach=min(reach(incumbent, m.v) for m in layers),
                               growth=got.growth, spread=got.spread, layer_gradients=got.layers))
+    if not spreads:
+        def measure_spread(c: Candidate) -> None:
+            with trace.switched(c.surrogate):
+                got = measure_recorded(trace, seed)
+            c.spread, c.layer_gradients = got.spread, got.layers
+
+        pool.measure_spread = measure_spread
     return pool
 
 

@@ -11,12 +11,17 @@
 
 :func:`traced` yields a :class:`Trace`; ``trace.rerun()`` runs the sample again with the same hooks (after
 weights changed), so an initialiser traces once per call.
+
+The forward pass (the spikes) does not depend on the surrogate, only the backward does: every recording
+surrogate's output goes through a :class:`SurrogateSwitch`, whose choice (``with trace.switched(s):``) sets the
+derivative the recorded graph is differentiated with. One recorded run then serves every candidate surrogate
+(``sg.candidates`` measures a dozen on one forward pass; a VGG-sized model's forward can take seconds).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +37,7 @@ from ..adapter_api import NeuronSite, PatchOptions
 from ..plugins import read_native
 from ..surrogates import Surrogate, get
 from .sample import check_layout, check_parameters, check_sample, check_shared_neurons
+from .switch import SurrogateSwitch
 
 Run = Callable[[nn.Module, Any], Any]
 #: a tensor, and the index along dim 0 when it holds the whole sequence (None: the tensor is one step)
@@ -196,6 +202,16 @@ class Trace:
         self.owner: dict[int, Record] = {}  # id of a spike tensor -> the record that produced it
         self.output: Any = None  # what the last run returned
         self.normalised: dict[int, tuple[nn.Module, Tensor]] = {}  # id of a normalisation's output -> (it, output)
+        self.switch = SurrogateSwitch()
+
+    @contextlib.contextmanager
+    def switched(self, choice: Surrogate | Mapping[str, Surrogate] | None) -> Iterator[None]:
+        """Differentiate the recorded graph with ``choice`` inside the block (see :class:`SurrogateSwitch`)."""
+        before, self.switch.choice = self.switch.choice, choice
+        try:
+            yield
+        finally:
+            self.switch.choice = before
 
     def ordered(self) -> list[Record]:
         """The records of neurons that ran, in the order they first ran."""
@@ -315,6 +331,8 @@ def _traced(model: nn.Module, sites: list[NeuronSite], sample: Any, *, run: Run 
             if isinstance(observed, Surrogate):
                 hooks.append(observed.register_forward_hook(
                     lambda mod, args, out, rec=rec: rec.calls.append(args[0])))
+            for slot in {id(o): o for o in rec.site.driver.current().values() if isinstance(o, Surrogate)}.values():
+                hooks.append(slot.register_forward_hook(trace.switch.hook(rec)))
         trace.rerun()
         steps = {rec.site.module: len(rec.spike_steps()) for rec in trace.ordered()}
         check_shared_neurons(model, steps, sample, run)

@@ -28,7 +28,9 @@ class Dynamics:
     (everything zeroed) or ``"none"``; ``reset_grad`` says whether the framework differentiates the reset, and
     ``reset_jump`` the derivative factor of the reset term at threshold when it is not the threshold itself.
     ``synapse`` is True when the input passes through a synaptic current (a second state the model leaves out;
-    measurements then use the BPTT growth); ``note`` names what the model leaves out. Adapters return one from
+    measurements then use the BPTT growth); ``detached`` when the framework detaches the membrane between steps
+    (online training, e.g. SpikingJelly's OTTT and SLTT neurons): the leak and the reset then pass no gradient
+    back in time, only recurrent weights do; ``note`` names what the model leaves out. Adapters return one from
     ``NeuronDriver.dynamics()``; the condition functions take one (weights as they act on the membrane, i.e.
     already times ``input_gain``)."""
 
@@ -39,6 +41,7 @@ class Dynamics:
     reset_jump: float | None = None
     input_gain: float = 1.0
     synapse: bool = False
+    detached: bool = False
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -102,14 +105,14 @@ def check_leak(alpha: Number) -> Tensor:
     return a
 
 
-def check_matrix(w: Tensor | None, name: str) -> Tensor | None:
+def check_matrix(w: Tensor | None, name: str, double: bool = True) -> Tensor | None:
     if w is None:
         return None
     if not isinstance(w, Tensor) or w.dim() != 2:
         raise ConfigError(f"{name} must be a 2-D weight matrix (rows = receiving neurons, like nn.Linear.weight)",
                           got=getattr(w, "shape", type(w).__name__), allowed="a tensor of shape (n_out, n_in)",
                           fix="pass layer.weight; for a convolution pass weight.flatten(1)")
-    return w.detach().double()
+    return w.detach().double() if double else w.detach()
 
 
 def check_fan(n: int, name: str, minimum: int = 2) -> int:

@@ -15,6 +15,19 @@ from ._checks import Dynamics, Number, as64, check_leak, check_matrix, check_res
 
 
 # -- voltage range under the uniform assumption ------------------------------------------------------------
+def signed_row_sums(w: Tensor, block: int = 1 << 20) -> tuple[Tensor, Tensor]:
+    """Per row, the sums of the positive and of the negative entries, in float64, from blocks of about ``block``
+    entries: no copy of the whole matrix (a VGG classifier's is 400 MB in float32, 800 MB in float64)."""
+    rows = max(1, block // max(w.shape[1], 1))
+    plus, total = [], []
+    for chunk in w.split(rows):
+        c = chunk.double()
+        plus.append(c.clamp(min=0).sum(1))
+        total.append(c.sum(1))
+    p, t = torch.cat(plus), torch.cat(total)
+    return p, t - p
+
+
 @checked
 def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics, input_max: Number = 1.0
                   ) -> tuple[Tensor, Tensor]:
@@ -28,10 +41,11 @@ def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics,
     a, th = check_leak(dynamics.leak), as64(dynamics.threshold, "threshold")
     s_plus = torch.zeros(())
     s_minus = torch.zeros(())
-    for w, scale in ((check_matrix(w_rec, "w_rec"), 1.0), (check_matrix(w_in, "w_in"), as64(input_max, "input_max"))):
+    for w, scale in ((check_matrix(w_rec, "w_rec", double=False), 1.0),
+                     (check_matrix(w_in, "w_in", double=False), as64(input_max, "input_max"))):
         if w is not None:
-            s_plus = s_plus + scale * w.clamp(min=0).sum(1)
-            s_minus = s_minus + scale * w.clamp(max=0).sum(1)
+            plus, minus = signed_row_sums(w)
+            s_plus, s_minus = s_plus + scale * plus, s_minus + scale * minus
     s_plus, s_minus = s_plus.double(), s_minus.double()
     low = s_minus - (th if check_reset(dynamics.reset) == "subtract" else 0.0)
     free = 1.0 - a
@@ -87,10 +101,13 @@ def mean_square_gain(w_rec: Tensor | PreparedWeights | None, dynamics: Dynamics,
 
     - ``sum_{j != i} W_ij^2 sg2_j + E[(a_i + d sigma'_i)^2]``, with ``E[(a + d s')^2] = a^2 + 2 a d sg1 + d^2 sg2``;
     - multiplicative reset: the ``a^2`` and ``2 a d`` terms carry the factor ``quiet``;
-    - zero reset: the whole row carries ``quiet``.
+    - zero reset: the whole row carries ``quiet``;
+    - a detached membrane (``dynamics.detached``): no leak and no reset term, the recurrent weights alone.
     """
     r = check_reset(dynamics.reset)
     a = check_leak(dynamics.leak)
+    if dynamics.detached:  # the membrane is cut between steps: only the recurrent weights carry a gradient back
+        a, r = torch.zeros_like(a), "none"
     s1, s2 = as64(sg1, "sg1"), as64(sg2, "sg2")
     q = as64(quiet, "quiet")
     prep = w_rec if isinstance(w_rec, PreparedWeights) or w_rec is None else PreparedWeights(w_rec)
