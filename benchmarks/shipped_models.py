@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from shipped_models import MODELS  # noqa: E402
 
 import sg_stability as sg  # noqa: E402
+from sg_stability._transaction import preserved_state  # noqa: E402
 from sg_stability.analysis import measure  # noqa: E402
 
 
@@ -35,6 +36,10 @@ def row(name: str, size: str, rates: bool) -> dict:
     m = MODELS[name](size)
     out: dict = {"model": name, "size": size, "sites": len(sg.find_neurons(m.model)),
                  "params_M": sum(p.numel() for p in m.model.parameters()) / 1e6}
+    with preserved_state(m.model):  # the model's own cost: one forward pass with gradients, as the analysis runs it
+        t0 = time.perf_counter()
+        (m.run or (lambda model, x: model(x)))(m.model, m.sample)
+        out["forward_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     report = sg.analyze(m.model, m.sample, run=m.run)
     out["analyze_s"] = time.perf_counter() - t0
@@ -62,12 +67,13 @@ def fmt(x: float | None, spec: str = ".3g") -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | sites | params (M) | analyze s | stabilize s | spread before | spread after | "
+    head = ("| model | sites | params (M) | forward s | analyze s | stabilize s | spread before | spread after | "
             "rates at 0.5 +- 0.02 (median) | calibrate s |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rates = (f"{r['reached']}/{len(r['rates'])} ({statistics.median(r['rates']):.2f})" if "rates" in r else "-")
-        lines.append(f"| {r['model']} | {r['sites']} | {r['params_M']:.2f} | {r['analyze_s']:.1f} | "
+        lines.append(f"| {r['model']} | {r['sites']} | {r['params_M']:.2f} | {fmt(r.get('forward_s'), '.2f')} | "
+                     f"{r['analyze_s']:.1f} | "
                      f"{r['stabilize_s']:.1f} | {fmt(r['spread_before'])} | {fmt(r['spread_after'])} | {rates} | "
                      f"{fmt(r.get('rate_s'), '.1f')} |")
     return "\n".join(lines)

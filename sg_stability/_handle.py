@@ -12,6 +12,7 @@ from typing import Any, Self
 from torch import nn
 
 from ._errors import PatchConflictError, Problem, raw
+from ._names import short_names, shortened_note
 from ._transaction import Change, Transaction, current_value
 from ._validate import flag
 from .adapter_api import NativeReading, NeuronSite
@@ -136,15 +137,19 @@ class PatchHandle:
         lines = [f"sg_stability patch ({state}): {len(self.sites)} neuron sites patched ({counts}), {skipped} skipped"]
         rows = [("site", "kind", "before", "after")]
         sources: dict[str, int] = {}  # how each "before" was read: long, and shared by many rows -> footnotes
+        shown = short_names([r.path for r in self.records], 40)
         for r in self.records:
             before = _short(r.before.surrogate) if r.before.surrogate is not None else "(no canonical form)"
             mark = sources.setdefault(r.before.source, len(sources) + 1)
-            rows.append((r.path, r.site.kind, f"{before} [{mark}]", _short(r.after)))
+            rows.append((shown[r.path], r.site.kind, f"{before} [{mark}]", _short(r.after)))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
                          + "  " + row[3])
         lines.extend(f"  [{k}] before: {source}" for source, k in sources.items())
+        note = shortened_note(shown)
+        if note:
+            lines.append(f"  {note}: handle.sites holds the full paths")
         for p in self.skipped:
             lines.append(f"  skipped {p.render()}")
         lines.extend(f"  note: {n}" for n in self.notes)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ._api import neuron_sites
 from ._errors import ConfigError
+from ._names import short_names, shortened_note
 from ._validate import flag, option
 from .adapter_api import NeuronSite
 from .analysis.plotting import legend, save_figure, subplots
@@ -183,7 +184,8 @@ class Diagnostics:
     # -- reporting -----------------------------------------------------------------------------------------------
     def summary(self) -> str:
         """The last epoch per layer, with hints."""
-        width = max([len("layer"), *(len(p) for p in self.layers)]) + 2  # full names: rows stay distinct
+        shown = short_names(list(self.layers), 60)  # distinct, and rows under 120 characters
+        width = max([len("layer"), *(len(n) for n in shown.values())]) + 2
         lines = [f"{'layer':<{width}}{'rate':>8}{'dead':>7}{'sat.':>7}{'active':>8}{'grad growth/step':>18}"]
         hints: list[str] = []
         for path, layer in self.layers.items():
@@ -191,12 +193,15 @@ class Diagnostics:
                 continue
             r = layer.history[-1]
             growth = r.gradient_growth
-            lines.append(f"{path:<{width}}{r.rate:>8.3f}{r.dead:>7.2f}{r.saturated:>7.2f}"
+            lines.append(f"{shown[path]:<{width}}{r.rate:>8.3f}{r.dead:>7.2f}{r.saturated:>7.2f}"
                          f"{'-' if r.active is None else format(r.active, '.2f'):>8}"
                          f"{'-' if growth is None else format(growth, '.3f'):>18}")
             hints.extend(f"{path}: {h}" for h in _hints(r, len(r.gradient_norms)))
         if len(lines) == 1:
             return "no epoch recorded yet: call end_epoch() after training an epoch"
+        note = shortened_note(shown)
+        if note:
+            lines.append(note)
         return "\n".join(lines + ([""] + hints if hints else ["", "no problems seen"]))
 
     def plot(self, path: str | Path) -> Path:

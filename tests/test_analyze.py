@@ -254,3 +254,60 @@ def test_analyze_a_model_that_mixes_three_frameworks():
                                                              ("norse", "norse")]
     assert [r.gain_kind for r in report.layers] == ["layer-to-layer", "layer-to-layer", "temporal"]
     assert all(r.measured_gain is not None for r in report.layers)
+
+
+# -- long layer names ----------------------------------------------------------------------------------------------
+def test_short_names_keep_names_that_fit_and_shorten_the_rest_uniquely():
+    from sg_stability._names import short_names
+
+    names = ["lif", "encoder.blocks.0.attention.q_lif", "encoder.blocks.1.attention.q_lif",
+             "model.backbone.stage4.block2.shortcut_lif.neuron", "x" * 60, "x" * 59 + "y"]
+    shown = short_names(names, 27)
+    assert shown["lif"] == "lif"
+    assert all(len(v) <= 27 for v in shown.values())
+    assert len(set(shown.values())) == len(names)  # no two rows look the same
+    assert shown["model.backbone.stage4.block2.shortcut_lif.neuron"] == "…block2.shortcut_lif.neuron"  # whole parts
+    assert shown["encoder.blocks.0.attention.q_lif"].endswith("0.attention.q_lif")
+    # names alike at both ends: the part around where they differ is shown
+    alike = ["hierarchical_encoder_first_stage.leaky_population", "hierarchical_encoder_second_stage.leaky_population"]
+    shown = short_names(alike, 27)
+    assert len(set(shown.values())) == 2 and all(len(v) <= 27 for v in shown.values())
+    assert "first" in shown[alike[0]] and "second" in shown[alike[1]]
+
+
+def test_a_report_with_long_layer_names_stays_under_120_characters_and_names_every_layer_in_full():
+    snn = pytest.importorskip("snntorch")
+
+    class Stage(nn.Module):
+        def __init__(self, n_in: int, n_out: int) -> None:
+            super().__init__()
+            self.projection_to_the_membrane = nn.Linear(n_in, n_out)
+            self.leaky_integrate_and_fire_population = snn.Leaky(beta=0.9)
+
+        def forward(self, x, mem):
+            return self.leaky_integrate_and_fire_population(self.projection_to_the_membrane(x), mem)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hierarchical_encoder_first_stage = Stage(20, 16)
+            self.hierarchical_encoder_second_stage = Stage(16, 8)
+
+        def forward(self, x):
+            m1 = self.hierarchical_encoder_first_stage.leaky_integrate_and_fire_population.init_leaky()
+            m2 = self.hierarchical_encoder_second_stage.leaky_integrate_and_fire_population.init_leaky()
+            out = []
+            for t in range(x.shape[0]):
+                s1, m1 = self.hierarchical_encoder_first_stage(x[t], m1)
+                s2, m2 = self.hierarchical_encoder_second_stage(s1, m2)
+                out.append(s2)
+            return torch.stack(out)
+
+    torch.manual_seed(0)
+    net = Net()
+    text = str(sg.analyze(net, torch.rand(10, 4, 20) * 2))
+    lines = text.splitlines()
+    assert all(len(line) < 120 for line in lines[:11]), text  # the tables and the lines around them
+    assert "…" in lines[2] and "shortened to fit" in text
+    for path in (s.path for s in sg.find_neurons(net)):
+        assert f"{path}: " in text  # each diagnosis line names the layer in full

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._names import short_names, shortened_note
 from ..stability import Dynamics, Verdict, late_growth
 from ..surrogates import Surrogate
 from .plotting import legend, save_figure, subplots
@@ -62,6 +63,10 @@ class LayerReport:
         return None
 
 
+#: layer-name column of the report's tables: longer names are shortened (rows stay under 120 characters)
+NAME_WIDTH = 27
+
+
 @dataclass
 class StabilityReport:
     """Per-layer results of :func:`analyze`; ``print(report)`` is a table, ``report.plot(path)`` a PNG."""
@@ -87,16 +92,20 @@ class StabilityReport:
         def f(x: float | None, fmt: str = ".3f") -> str:
             return "-" if x is None or not math.isfinite(x) else format(x, fmt)
 
-        width = max([len("layer"), *(len(r.name) for r in self.layers)]) + 2  # full names: rows stay distinct
+        shown = short_names([r.name for r in self.layers], NAME_WIDTH)  # distinct, and rows under 120 characters
+        width = max([len("layer"), *(len(n) for n in shown.values())]) + 2
         title = (f"StabilityReport: {len(self.layers)} spiking layers, {self.steps} time steps "
-                 "(gains per step; BPTT = measured growth of a gradient going back in time)")
+                 "(gains per step; BPTT: measured growth going back in time)")
         head = (f"{'layer':<{width}}{'kind':<26}{'neurons':>9}{'rate':>7}{'dead':>6}{'sat.':>6}{'active':>7}"
                 "  surrogate now")
         lines = [title, head]
         for r in self.layers:
             now = f"{r.surrogate.family}({short_param(r.surrogate.dampening)}, {short_param(r.surrogate.sharpness)})"
-            lines.append(f"{r.name:<{width}}{r.kind[:25]:<26}{r.neurons:>9}{r.firing_rate:>7.3f}{r.dead:>6.2f}"
+            lines.append(f"{shown[r.name]:<{width}}{r.kind[:25]:<26}{r.neurons:>9}{r.firing_rate:>7.3f}{r.dead:>6.2f}"
                          f"{r.saturated:>6.2f}{r.active:>7.2f}  {now}")
+        note = shortened_note(shown)
+        if note:
+            lines.append(note + " (in full below, with each layer's diagnosis)")
         lines.append("")
         lines.append(f"{'layer':<{width}}{'gain kind':<16}{'theory':>9}{'data':>9}{'meas.':>9}{'BPTT':>9}"
                      f"{'gamma*':>9}{'beta*':>9}")
@@ -105,12 +114,12 @@ class StabilityReport:
             gamma = r.dampening.value if r.dampening is not None and r.dampening.feasible else None
             none = r.sharpness is not None and not r.sharpness.feasible
             lines.append(
-                f"{r.name:<{width}}{r.gain_kind:<16}{f(r.theory_gain, '.4g'):>9}{f(r.data_gain, '.4g'):>9}"
+                f"{shown[r.name]:<{width}}{r.gain_kind:<16}{f(r.theory_gain, '.4g'):>9}{f(r.data_gain, '.4g'):>9}"
                 f"{f(r.measured_gain, '.4g'):>9}{f(r.bptt_growth, '.4g'):>9}{f(gamma, '.3g'):>9}"
                 f"{'none' if none else f(beta, '.3g'):>9}")
-        lines.append("(gamma*, beta*: the paper's Conditions III and IV for g = target, a diagnostic; none = no "
-                     "value reaches it, the notes say what to change. sg.stabilize installs the recommendation "
-                     "below, not these)")
+        lines.append("(gamma*, beta*: the paper's Conditions III and IV for g = target, a diagnostic; none = no value "
+                     "reaches it,")
+        lines.append(" the notes say what to change. sg.stabilize installs the recommendation below, not these)")
         if self.recommended is not None:
             c = self.recommended
             growth = f", measured BPTT growth {c.growth:.3f}/step" if c.growth is not None else ""

@@ -19,8 +19,10 @@ re-derived here:
   path, i.e. in the BPTT growth per step, and through Adam's epsilon in deep stacks. On the delayed-memory task
   areas of 1/10-1/3 reached 0.7-0.8 after 16 epochs while area 1 stayed near 0.4 -- and after 8 epochs the
   order was reversed: what learns first is not what learns best, so the race looks at 3/4 of the budget.
-- **Measured growth.** Every candidate's BPTT growth per step is measured (one forward and one backward pass
-  through the framework's own modules; the mean-square prediction under-estimates it, paper.md section 9).
+- **Measured growth.** Every candidate's BPTT growth per step is measured (backward passes through the
+  framework's own modules; the mean-square prediction under-estimates it, paper.md section 9). The forward pass
+  does not depend on the surrogate, so all candidates are measured on one recorded run, its graph
+  differentiated with each in turn (:mod:`.switch`).
   A candidate whose gradient grows (above :data:`GROWTH_LIMIT`) is ranked last: it lets the distant past
   swamp the gradient.
 - **The incumbent.** The surrogate the model already holds (the framework's default, read into canonical form),
