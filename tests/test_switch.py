@@ -92,3 +92,17 @@ def test_the_switch_is_left_as_it_was_after_the_block_also_on_failure():
             assert trace.switch.choice is s
             raise KeyboardInterrupt
         assert trace.switch.choice is None
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_recorded_run_is_freed_when_its_trace_ends(framework):
+    # the graph must not refer back to the records: a cycle through autograd's nodes is invisible to the garbage
+    # collector, and every analysis of a large model would stay in memory (an OOM on a VGG11 found this)
+    import weakref
+
+    model, x = shd_networks.tiny(framework)
+    with sg.analysis.traced(model, x) as trace, trace.switched(sg.surrogates.get("gaussian")):
+        recorded = weakref.ref(trace.ordered()[0].calls[-1])
+        measure_recorded(trace)
+    del trace
+    assert recorded() is None

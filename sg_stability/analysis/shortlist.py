@@ -82,7 +82,7 @@ class Candidate:
     origin: str = "given"
     reach: float | None = None
     growth: float | None = None
-    spread: float | None = None  # of the gradient across layers (largest / smallest layer RMS), 1 = even
+    spread: float | None = None  # of the gradient across layers (largest / smallest layer RMS); None: unmeasured
     layer_gradients: dict[str, float] = field(default_factory=dict, repr=False)  # what the spread is made of
     scores: list[tuple[float, float]] = field(default_factory=list)  # (fraction of the budget, score)
     learned: bool = False

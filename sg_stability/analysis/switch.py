@@ -4,6 +4,7 @@ backward does, so a recorded run's backward can be computed with any surrogate c
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,19 +19,24 @@ if TYPE_CHECKING:
 
 class _Switched(torch.autograd.Function):
     """The recording surrogate's output unchanged; its backward is ``grad * sigma'(x)`` of the surrogate the
-    switch picks when the backward runs (not when the forward ran)."""
+    switch picks when the backward runs (not when the forward ran). The graph holds the switch only weakly, and
+    no record: a reference from the graph back to the recorded tensors would be a cycle through autograd's
+    C++ nodes that Python's garbage collector cannot see, and every recorded run would stay in memory."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, out: Tensor, pick: Callable[[], Surrogate]) -> Tensor:
+    def forward(ctx: Any, x: Tensor, out: Tensor, switch: weakref.ref[SurrogateSwitch], path: str,
+                own: Surrogate) -> Tensor:
         ctx.save_for_backward(x)
-        ctx.pick = pick
+        ctx.switch, ctx.path, ctx.own = switch, path, own
         return out.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         (x,) = ctx.saved_tensors
+        switch = ctx.switch()
+        surrogate = switch.pick(ctx.path, ctx.own) if switch is not None else ctx.own
         wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        return (grad * ctx.pick().derivative(wide)).to(x.dtype), None, None
+        return (grad * surrogate.derivative(wide)).to(x.dtype), None, None, None, None
 
 
 class SurrogateSwitch:
@@ -41,19 +47,22 @@ class SurrogateSwitch:
     def __init__(self) -> None:
         self.choice: Surrogate | Mapping[str, Surrogate] | None = None
 
-    def pick(self, rec: Record) -> Surrogate:
+    def pick(self, path: str, own: Surrogate) -> Surrogate:
+        """The surrogate the layer at ``path``, recorded with ``own``, is differentiated with now."""
         c = self.choice
         if c is None:
-            return rec.surrogate
-        return c if isinstance(c, Surrogate) else c.get(rec.path, rec.surrogate)
+            return own
+        return c if isinstance(c, Surrogate) else c.get(path, own)
 
     def hook(self, rec: Record) -> Callable[..., Any]:
         """A forward hook for a surrogate module of ``rec``'s site that routes its backward through the switch."""
+        me, path, own = weakref.ref(self), rec.path, rec.surrogate
+
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> Any:
             x = args[0] if args else None
             if not (torch.is_grad_enabled() and isinstance(x, Tensor) and x.requires_grad and isinstance(out, Tensor)
                     and x.shape == out.shape):
                 return None
-            return _Switched.apply(x, out.detach(), lambda: self.pick(rec))
+            return _Switched.apply(x, out.detach(), me, path, own)
 
         return hook
