@@ -106,3 +106,14 @@ def test_a_recorded_run_is_freed_when_its_trace_ends(framework):
         measure_recorded(trace)
     del trace
     assert recorded() is None
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_requested_surrogate_is_measured_also_on_a_model_an_sg_patch_holds(framework):
+    model, x = shd_networks.tiny(framework)
+    unpatched = sg.analysis.analyze_layers(model, x, surrogate="gaussian")
+    with sg.patch(model, surrogate=sg.surrogates.get("atan", dampening=2.0, sharpness=0.3)):
+        patched = sg.analysis.analyze_layers(model, x, surrogate="gaussian")
+    for a, b in zip(unpatched.layers, patched.layers, strict=True):
+        assert a.measured_gain == pytest.approx(b.measured_gain, rel=1e-6)
+        assert a.bptt_growth == pytest.approx(b.bptt_growth, rel=1e-6)
