@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -217,6 +217,23 @@ class SpikingJellyDriver(NeuronDriver):
         return Dynamics(leak=leak, threshold=threshold, reset="multiplicative", reset_grad=reset_grad,
                         reset_jump=leak * (threshold - float(v_reset)), input_gain=gain, synapse=synapse,
                         detached=detached, note="; ".join(notes))
+
+    def container_weights(self, ancestors: Sequence[nn.Module], feed: nn.Module | None) -> dict[str, Tensor]:
+        # LinearRecurrentContainer: i[t] = rc([x[t], y[t-1]]), y[t] = sub_module(i[t]); rc.weight is [in, in + out]
+        container: Any = next((a for a in reversed(ancestors)
+                               if framework_class(a, "spikingjelly") == "LinearRecurrentContainer"), None)
+        if container is None:
+            return {}
+        w = container.rc.weight
+        n_in = w.shape[0]
+        inside = feed is not None and feed is not container.rc and any(
+            m is feed for m in container.sub_module.modules())
+        if not inside:  # the neuron takes rc's output: the columns of x and of its own spikes
+            return {"input": w[:, :n_in], "recurrent": w[:, n_in:]}
+        inner = getattr(feed, "weight", None)  # rc, then a Linear inside sub_module: the product acts on the neuron
+        if not isinstance(inner, Tensor) or inner.dim() != 2 or inner.shape[1] != n_in:
+            return {}
+        return {"recurrent": (inner @ w[:, n_in:]).detach()}
 
     def problems(self, surrogate: Surrogate, path: str, options: PatchOptions) -> list[Problem]:
         if not self.slots:

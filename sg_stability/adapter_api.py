@@ -12,6 +12,7 @@ does the per-site work and declares what the core needs to know: how the framewo
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -238,6 +239,15 @@ class NeuronDriver:
     def set_threshold(self, value: float | Tensor, tx: Transaction) -> None:
         """Replace the threshold through ``tx`` (undo is exact); only called when :meth:`threshold` is not None."""
         raise NotImplementedError(f"{type(self).__name__} does not set thresholds")
+
+    def container_weights(self, ancestors: Sequence[nn.Module], feed: nn.Module | None) -> dict[str, Tensor]:
+        """Weights that a container around the neuron applies to it (SpikingJelly's ``LinearRecurrentContainer``
+        feeds the neuron's spikes back through one ``Linear`` on ``[input, spikes]``): ``"input"`` and/or
+        ``"recurrent"``, as for :meth:`internal_weights` (which take precedence). ``ancestors``: the modules from
+        the model down to the neuron's parent; ``feed``: the weight module the execution order wired to it. A weight
+        that is neither a parameter nor a view of one (a product of two) informs the analysis; the initialisers
+        list it as not written."""
+        return {}
 
     def internal_weights(self) -> dict[str, Tensor]:
         """Weights the neuron module holds itself: ``"input"`` (feed-forward) and/or ``"recurrent"``, each shaped

@@ -186,3 +186,53 @@ def test_an_online_training_neuron_passes_no_gradient_back_in_time_and_the_analy
     model.eval()  # in eval mode SpikingJelly runs them as plain LIF neurons
     dyn_eval = sg.find_neurons(model)[0].driver.dynamics()
     assert dyn_eval is not None and not dyn_eval.detached
+
+
+# -- SpikingJelly's LinearRecurrentContainer: the feedback through its own Linear is the recurrent weight ------------
+def _container_net(inner: bool) -> tuple[nn.Module, Callable[..., Any]]:
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    torch.manual_seed(0)
+    if inner:  # the form of SpikingJelly's docs: rc, then a Linear and the neuron inside the container
+        body = layer.LinearRecurrentContainer(nn.Sequential(nn.Linear(16, 12), neuron.LIFNode()), 16, 12)
+    else:
+        body = layer.LinearRecurrentContainer(neuron.LIFNode(), 16, 16)
+    net = nn.Sequential(nn.Linear(8, 16), body, nn.Linear(12 if inner else 16, 4), neuron.LIFNode())
+
+    def run(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(m)
+        return _per_step(m, x)
+
+    return net, run
+
+
+@pytest.mark.parametrize("inner", [False, True], ids=["neuron-in-container", "linear-and-neuron-in-container"])
+def test_a_linear_recurrent_container_feeds_back_through_the_recurrent_weight_the_analysis_uses(inner):
+    net, run = _container_net(inner)
+    body = net[1]
+    x = torch.rand(12, 3, 8) * 4
+    with sg.analysis.traced(net, x, run=run, grad=False) as trace:
+        rec = trace.ordered()[0]
+        w_in, w_rec = rec.weights()
+        n_in = body.rc.weight.shape[0]
+        first = net[0](x)  # what the container receives at every step
+        for t in range(1, x.shape[0]):
+            y_prev, got = rec.outputs[t - 1].double(), rec.inputs[t].double()
+            driven = body.rc.weight[:, :n_in].double() @ first[t].double().T + body.rc.bias.double()[:, None]
+            if inner:  # input = W_inner (rc(x, y)) + b_inner: what is left after the x part is R y_(t-1)
+                lin = body.sub_module[0]
+                driven = lin.weight.double() @ driven + lin.bias.double()[:, None]
+            torch.testing.assert_close((got.T - driven), w_rec.double() @ y_prev.T, rtol=1e-5, atol=1e-5)
+        if not inner:  # views of the container's own weight: an initialiser writes through them
+            assert w_rec._base is body.rc.weight and w_in._base is body.rc.weight
+    report = sg.analysis.analyze_layers(net, x, run=run)
+    assert report.layers[0].gain_kind == "recurrent" and report.layers[0].theory_gain is not None
+
+
+def test_an_initialiser_lists_a_recurrent_weight_computed_from_two_linears_as_not_written():
+    net, run = _container_net(inner=True)
+    rc_before = net[1].rc.weight.detach().clone()
+    report = sg.init.at_threshold(net, torch.rand(12, 3, 8) * 4, run=run)
+    assert any("computed from other weights" in s and "not written" in s for s in report.skipped), report.skipped
+    assert torch.equal(net[1].rc.weight, rc_before)

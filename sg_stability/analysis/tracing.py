@@ -38,27 +38,11 @@ from ..plugins import read_native
 from ..surrogates import Surrogate, get
 from .sample import check_layout, check_parameters, check_sample, check_shared_neurons
 from .switch import SurrogateSwitch
+from .wiring import NORMS, Event, ancestors, weight_of, wire
 
 Run = Callable[[nn.Module, Any], Any]
 #: a tensor, and the index along dim 0 when it holds the whole sequence (None: the tensor is one step)
 StepRef = tuple[Tensor, int | None]
-Event = tuple[str, Any, Any]  # ("w", weight module, record of the neuron whose spikes it consumed) or ("n", record)
-
-
-#: normalisation layers: what the neuron sees after one of them does not move when the weights before it move
-NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-
-
-def affine_parameters(norm: nn.Module | None) -> tuple[Tensor, Tensor] | None:
-    """A normalisation layer's learnable ``(bias, weight)`` (what an initialiser can set), or None without them."""
-    bias, weight = getattr(norm, "bias", None), getattr(norm, "weight", None)
-    return (bias, weight) if isinstance(bias, nn.Parameter) and isinstance(weight, nn.Parameter) else None
-
-
-def weight_of(module: nn.Module | None) -> Tensor | None:
-    """The weight matrix or kernel of a weight module (``nn.Linear``, ``nn.Conv*``, ...), else None."""
-    w = getattr(module, "weight", None)
-    return w if isinstance(w, Tensor) and w.dim() >= 2 else None
 
 
 @dataclass
@@ -75,6 +59,7 @@ class Record:
     first_event: int = -1
     feed: nn.Module | None = None
     recurrent: nn.Module | None = None
+    ancestors: tuple[nn.Module, ...] = ()  # the modules from the model down to the neuron's parent
 
     @property
     def path(self) -> str:
@@ -90,11 +75,16 @@ class Record:
     def weights(self) -> tuple[Tensor | None, Tensor | None]:
         """``(input, recurrent)`` weights as they act on this neuron: held by the neuron (its adapter says), else
         the weight modules the execution order wired to it."""
-        internal = self.site.driver.internal_weights()
-        return (internal.get("input", weight_of(self.feed)), internal.get("recurrent", weight_of(self.recurrent)))
+        held = self.held_weights()
+        return (held.get("input", weight_of(self.feed)), held.get("recurrent", weight_of(self.recurrent)))
+
+    def held_weights(self) -> dict[str, Tensor]:
+        """Weights the neuron holds itself, or a container around it applies (its adapter says)."""
+        driver = self.site.driver
+        return {**driver.container_weights(self.ancestors, self.feed), **driver.internal_weights()}
 
     def holds_input_weight(self) -> bool:
-        return "input" in self.site.driver.internal_weights()
+        return "input" in self.held_weights()
 
     def bias(self) -> Tensor | None:
         """The bias of the feed module, when the input weight is not held by the neuron."""
@@ -146,34 +136,6 @@ def grads(loss: Tensor, refs: list[StepRef]) -> list[Tensor | None]:
         g = got.get(id(tensor))
         out.append(g if g is None or index is None else g[index])
     return out
-
-
-def wire(events: list[Event]) -> None:
-    """From the execution order: a weight module that consumes a neuron's own spikes and runs before its
-    next call is its recurrent weight; the weight module that most often runs last before it is its feed."""
-    pending: list[tuple[nn.Module, Record | None]] = []
-    feeds: dict[int, dict[nn.Module, float]] = {}
-    recurrent: dict[int, set[nn.Module]] = {}
-    for position, (kind, obj, source) in enumerate(events):
-        if kind == "w":
-            pending.append((obj, source))
-            continue
-        rec = obj
-        if rec.first_event < 0:
-            rec.first_event = position
-        own = {m for m, src in pending if src is rec}
-        recurrent.setdefault(id(rec), set()).update(own)
-        others = [m for m, src in pending if src is not rec]
-        counts = feeds.setdefault(id(rec), {})
-        for k, m in enumerate(others):  # the last one counts most; earlier ones break ties (an input
-            counts[m] = counts.get(m, 0) + (1.0 if k == len(others) - 1 else 0.5)  # projection run once)
-        pending = []
-    for kind, rec, _ in events:
-        if kind == "n" and rec.feed is None and rec.recurrent is None:
-            loops = recurrent.get(id(rec), set())
-            rec.recurrent = next(iter(loops), None)
-            candidates = {m: c for m, c in feeds.get(id(rec), {}).items() if m not in loops}
-            rec.feed = max(candidates, key=lambda m: candidates[m]) if candidates else None
 
 
 def analysis_surrogate(site: NeuronSite, requested: Surrogate | None) -> tuple[Surrogate, str]:
@@ -308,7 +270,7 @@ def traced(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: 
 def _traced(model: nn.Module, sites: list[NeuronSite], sample: Any, *, run: Run | None,
             surrogate: str | Surrogate | None, grad: bool) -> Iterator[Trace]:
     requested = get(surrogate) if surrogate is not None else None
-    records = {s.path: Record(s, *analysis_surrogate(s, requested)) for s in sites}
+    records = {s.path: Record(s, *analysis_surrogate(s, requested), ancestors=ancestors(model, s.path)) for s in sites}
     trace = Trace(model, sample, run or (lambda m, x: m(x)), grad, records)
     swap: Transaction | None = None
     hooks: list[Any] = []

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from .._validate import flag
 from ..analysis import Record, Run, Trace, traced
-from ..analysis.tracing import affine_parameters, value
+from ..analysis.tracing import value
+from ..analysis.wiring import affine_parameters
 from ..stability import Dynamics
 from ._report import InitReport, Writer, check_parametrized
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .._validate import flag, integer, real
 from ..analysis import Run, traced
-from ..analysis.tracing import affine_parameters
+from ..analysis.wiring import affine_parameters
 from ._layers import InitLayer, layers_of, rate_of
 from ._report import InitReport, Writer, check_parametrized
 

@@ -75,10 +75,10 @@ class Writer:
             self._originals[id(param)] = (param, param.detach().clone())
 
     def write(self, layer: str, role: str, param: Tensor, new: Tensor, rule: str) -> None:
-        if not isinstance(param, nn.Parameter) and not param.requires_grad:
-            raise ConfigError(f"{layer}: the {role} weights are not a Parameter that can be written in place",
-                              got=type(param).__name__, allowed="nn.Parameter",
-                              fix="initialise this layer by hand")
+        if not isinstance(param, nn.Parameter) and not param.requires_grad:  # e.g. a product of two weights
+            self.report.skipped.append(f"{layer}: its {role} weight is computed from other weights (a container's "
+                                       "feedback through a Linear of its own), not a parameter: not written")
+            return
         if not bool(torch.isfinite(new).all()):
             raise ConfigError(f"{layer}: the initialisation computed non-finite {role} weights ({rule}); nothing "
                               "was changed", got=raw(f"{int((~torch.isfinite(new)).sum())} NaN/inf values"),
