@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 GRIDS = {
     "full": (("fast_sigmoid", "atan", "sigmoid", "triangular"), (0.1, 0.3, 1.0), (0.5, 1.5, 4.0, 12.0)),
     "small": (("fast_sigmoid", "atan"), (0.3, 1.0), (1.0, 4.0)),
+    "none": ((), (), ()),  # only the methods: e.g. --grid none --methods stabilize --no-report to compare versions
 }
 METHODS = ("default", "stabilize", "tune")
 #: the paper's second claim (high initial rate + gradual sparsity loss), run on SPARSITY_TASKS only
