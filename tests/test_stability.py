@@ -357,3 +357,21 @@ def test_spectral_norm_of_matrices_with_known_singular_values():
     rank_one = torch.outer(torch.arange(1.0, 5.0), torch.ones(7))  # singular value |a| |b| = sqrt(30) sqrt(7)
     assert spectral_norm(rank_one) == pytest.approx(30 ** 0.5 * 7 ** 0.5, rel=1e-5)
     assert spectral_norm(torch.tensor([[-2.0, 0.0, 0.0]])) == pytest.approx(2.0)
+
+
+def test_a_remembered_weight_norm_follows_in_place_changes_and_is_forgotten_with_its_weight():
+    import gc
+
+    from sg_stability.stability import _conditions as c
+
+    w = torch.nn.Parameter(torch.randn(30, 20, generator=torch.Generator().manual_seed(0)))
+    exact = float(torch.linalg.matrix_norm(w.detach().double(), ord=2))
+    assert c.weight_norm(w) == pytest.approx(exact, rel=1e-3)
+    with torch.no_grad():
+        w.mul_(3.0)  # an optimizer step or an initialiser: the version moves, the norm is computed again
+    assert c.weight_norm(w) == pytest.approx(3 * exact, rel=1e-3)
+    key = id(w)
+    assert key in c._NORMS
+    del w
+    gc.collect()
+    assert key not in c._NORMS

@@ -28,6 +28,7 @@ All functions take floats or tensors (per-neuron values broadcast) and compute i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from collections.abc import Callable
@@ -276,10 +277,8 @@ def weight_norm(w: Tensor) -> float:
     def forget(_: object) -> None:
         _NORMS.pop(key, None)
 
-    try:
+    with contextlib.suppress(TypeError):  # a tensor subclass without weak references is not remembered
         _NORMS[key] = (weakref.ref(w, forget), w._version, norm)
-    except TypeError:  # a tensor subclass without weak references: not remembered
-        pass
     return norm
 
 
