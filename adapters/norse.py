@@ -77,7 +77,6 @@ def _replaced(p: Any, path: tuple[str, ...], **changes: Any) -> Any:
     return p._replace(**{path[0]: _replaced(getattr(p, path[0]), path[1:], **changes)})
 
 
-_UNDESCRIBED: dict[str, str] = {}
 #: LIF variants described as a LIF: what the model leaves out (named in the analyzer's notes)
 _LEFT_OUT = {"LIFAdEx": "the adaptation current and the exponential term", "LIFEx": "the exponential term",
              "LIFRefrac": "the refractory period",
@@ -88,7 +87,6 @@ class NorseDriver(NeuronDriver):
     adapter = NAME
     heaviside = STRICT  # gt(x, 0).to(x.dtype)
     slots = ("p",)
-    undescribed_reasons = _UNDESCRIBED
 
     def __init__(self, module: nn.Module, record: tuple[str, ...]) -> None:
         super().__init__(module)
