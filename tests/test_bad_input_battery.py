@@ -466,10 +466,10 @@ def _interrupting_run(after: int | tuple[str, int]) -> Callable[[nn.Module, torc
 
 INTERRUPTED = [
     ("analyze", lambda m, x, run: sg.analyze(m, x, run=run), 0),
-    ("analyze-later", lambda m, x, run: sg.analyze(m, x, run=run), ("backward", 6)),
-    ("candidates", lambda m, x, run: sg.candidates(m, x, run=run), ("backward", 20)),
+    ("analyze-later", lambda m, x, run: sg.analyze(m, x, run=run), ("backward", 1)),
+    ("candidates", lambda m, x, run: sg.candidates(m, x, run=run), ("backward", 6)),
     ("stabilize", lambda m, x, run: sg.stabilize(m, x, run=run), 1),  # the report's run, after patching
-    ("stabilize-measuring", lambda m, x, run: sg.stabilize(m, x, run=run), ("backward", 5)),
+    ("stabilize-measuring", lambda m, x, run: sg.stabilize(m, x, run=run), ("backward", 1)),
     ("stabilize-init", lambda m, x, run: sg.stabilize(m, x, run=run, init="at_threshold"), 2),
     ("at-threshold", lambda m, x, run: sg.init.at_threshold(m, x, run=run), 1),
     ("fluctuation", lambda m, x, run: sg.init.fluctuation(m, x, run=run), 1),
@@ -573,6 +573,7 @@ def _valid(annotation: str, name: str) -> Any:
                      ("Surrogate", lambda: sg.surrogates.get("atan")),
                      ("RecurrentLIF", lambda: sg.stability.RecurrentLIF(4, 4)),
                      ("Callable", lambda: (lambda *a: 1.0)), ("Generator", torch.Generator),
+                     ("torch.Generator", torch.Generator), ("bool", lambda: False),
                      ("Sequence[Tensor]", lambda: [torch.rand(4)]), ("list[Tensor]", lambda: [torch.rand(4, 4)]),
                      ("Sequence[tuple", lambda: [(torch.rand(4), torch.rand(4))]),
                      ("Sequence[float]", lambda: [1.0, 2.0]), ("Sequence[int]", lambda: [0]),

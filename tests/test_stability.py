@@ -362,6 +362,7 @@ def test_spectral_norm_of_matrices_with_known_singular_values():
 def test_a_remembered_weight_norm_follows_in_place_changes_and_is_forgotten_with_its_weight():
     import gc
 
+    from sg_stability.stability import _checks
     from sg_stability.stability import _conditions as c
 
     w = torch.nn.Parameter(torch.randn(30, 20, generator=torch.Generator().manual_seed(0)))
@@ -370,8 +371,8 @@ def test_a_remembered_weight_norm_follows_in_place_changes_and_is_forgotten_with
     with torch.no_grad():
         w.mul_(3.0)  # an optimizer step or an initialiser: the version moves, the norm is computed again
     assert c.weight_norm(w) == pytest.approx(3 * exact, rel=1e-3)
-    key = id(w)
-    assert key in c._NORMS
+    key = ("spectral norm", id(w))
+    assert key in _checks._REMEMBERED
     del w
     gc.collect()
-    assert key not in c._NORMS
+    assert key not in _checks._REMEMBERED

@@ -164,7 +164,7 @@ def _layer_report(rec: Record, nxt: Record | None, ctx: _RunContext, goal: float
         gain_kind = "layer-to-layer"
         nxt_dyn = nxt.site.driver.dynamics()
         gain_next = nxt_dyn.input_gain if nxt_dyn else 1.0
-        est.layer_to_layer(found, layer, w_next * gain_next, ctx.depth_gamma)
+        est.layer_to_layer(found, layer, w_next, gain_next, ctx.depth_gamma)
         next_ins = nxt.input_steps(len(ctx.steps_of[nxt.path]))
         m = measured_layer(xs, next_ins, ctx.probes, ctx.gen) if next_ins is not None else None
         found.measured = m * gain_next if m is not None else None

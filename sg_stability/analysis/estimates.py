@@ -5,6 +5,7 @@ depth rule, the next layer's weights) or temporal (leak and reset alone)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor
 
 from .. import stability as cond
 from ..stability import Dynamics, Verdict
+from ..stability._checks import per_weight
 from ..surrogates import Surrogate
 
 
@@ -87,33 +89,52 @@ def recurrent(est: Estimates, layer: LayerData, w_rec: Tensor) -> None:
         est.tail = calibrate(base, "tail")
 
 
-def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, depth_gamma: float | None) -> None:
-    """Feed-forward layer with a spiking layer above: the gain of dI_next/dv (``w_next`` already times the next
-    layer's input gain); dampening from the depth rule, sharpness from the recorded membranes."""
+def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, gain_next: float, depth_gamma: float | None
+                   ) -> None:
+    """Feed-forward layer with a spiking layer above: the gain of dI_next/dv (``w_next`` times the next layer's
+    input gain ``gain_next``); dampening from the depth rule, sharpness from the recorded membranes."""
     s, v, dyn, w_ff, goal = layer.surrogate, layer.v, layer.dyn, layer.w_ff, layer.goal
     neuron_shape = tuple(v.shape[2:])
-    matched = next_gain_matrix(w_next, neuron_shape)
-    if matched is None:
+    layout = next_layout(w_next, neuron_shape)
+    if layout is None:
         layer.notes.append(f"the next layer's weight {tuple(w_next.shape)} does not match this layer's neurons "
                      f"{neuron_shape}: estimates skipped")
         return
-    layout = matched[1]
     rows = feature_rows(v, layout)  # once: the solver below evaluates the moments many times
     # stability.layer_gain(W, sg2) = sqrt(mean_k sum_j W_kj^2 sg2_j) = sqrt(sum_j c_j sg2_j), c_j = mean_k W_kj^2:
-    # the column means once, instead of W^2 (4096 x 25088 for a VGG classifier) at every step of the solver
-    column_ms = matched[0].double().square().mean(0)
+    # the column means once per weight, instead of W^2 (4096 x 25088 for a VGG classifier) at every solver step
+    column_ms = per_weight(f"column mean squares, {layout}", w_next, lambda: column_mean_squares(w_next, layout))
+    scale = float(gain_next) ** 2
 
     def gain(sg2: Tensor) -> float:
-        return math.sqrt(max(float(column_ms @ sg2.double()), 0.0))
+        return math.sqrt(max(scale * float(column_ms @ sg2.double()), 0.0))
 
     est.data = gain(cond.data_moments(s, rows)[1])
     if dyn is not None and w_ff is not None and layout == "flat" and w_ff.dim() == 2:
-        _, sg2, _ = cond.theory_moments(s, None, w_ff.detach() * dyn.input_gain, dyn)
+        w_in, input_max = input_weight(w_ff, dyn)
+        _, sg2, _ = cond.theory_moments(s, None, w_in, dyn, input_max)
         est.theory = gain(sg2)
 
+    unit: dict[float, float] = {}  # per sharpness, the gain at dampening 1: a scalar dampening multiplies it
+
+    def at(base: Surrogate) -> Callable[[float], float]:
+        if isinstance(base.dampening, Tensor) and base.dampening.numel() > 1:  # per neuron: no common factor
+            return lambda b: gain(cond.data_moments(base.replace(sharpness=b), rows)[1])
+        gamma = float(base.dampening)
+        if not unit:  # the solver's grid in a few vectorised sweeps instead of one call per point
+            unit.update(zip(grid, unit_gains(base, rows, grid, column_ms, scale), strict=True))
+
+        def scaled(b: float) -> float:
+            if b not in unit:
+                unit[b] = gain(cond.data_moments(base.replace(sharpness=b, dampening=1.0), rows)[1])
+            return gamma * unit[b]
+
+        return scaled
+
+    grid = cond.log_grid(1e-3, 1e3)
+
     def solve(base: Surrogate) -> Verdict:
-        return cond.solve_gain(lambda b: gain(cond.data_moments(base.replace(sharpness=b), rows)[1]),
-                               "sharpness", goal, 1e-3, 1e3)
+        return cond.solve_gain(at(base), "sharpness", goal, 1e-3, 1e3)
 
     if depth_gamma is None:
         est.sharpness = solve(s)
@@ -127,14 +148,28 @@ def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, depth_gamma
                                                          layer)
 
 
+def unit_gains(base: Surrogate, rows: Tensor, sharpness: list[float], column_ms: Tensor, scale: float,
+               budget: int = 1 << 22) -> list[float]:
+    """The layer-to-layer gain ``sqrt(scale * sum_j c_j E[f(b v_j)^2])`` at dampening 1 for every sharpness ``b``,
+    several at once (at most ``budget`` elements per sweep): what ``data_moments`` gives one point at a time."""
+    out: list[float] = []
+    per = max(1, budget // max(rows.numel(), 1))
+    for start in range(0, len(sharpness), per):
+        b = torch.tensor(sharpness[start:start + per], dtype=torch.float64).view(-1, *([1] * rows.dim()))
+        f = base.unit_shape(rows.unsqueeze(0) * b).double()
+        sg2 = (f * f).flatten(1, -2).mean(1)  # [points, features]
+        out += [math.sqrt(max(scale * float(g), 0.0)) for g in sg2 @ column_ms]
+    return out
+
+
 def temporal(est: Estimates, layer: LayerData) -> None:
     """Last feed-forward layer: the gain through leak and reset alone."""
     s, dyn, w_ff, goal, flat_v = layer.surrogate, layer.dyn, layer.w_ff, layer.goal, layer.flat_v
     if dyn is None:
         return
     est.data = cond.data_gain(s, flat_v, None, dyn)
-    est.theory = cond.theory_gain(s, None, w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None else None,
-                                  dyn)
+    w, input_max = input_weight(w_ff if w_ff is None or w_ff.dim() == 2 else w_ff.detach().flatten(1), dyn)
+    est.theory = cond.theory_gain(s, None, w, dyn, input_max=input_max)
     if dyn.reset_grad:  # only a differentiated reset lets the surrogate change the temporal gain
         est.sharpness = cond.calibrate(s, flat_v, None, dyn, target=goal)
 
@@ -168,11 +203,30 @@ def feature_rows(v: Tensor, layout: str) -> Tensor:
     return thinned(flat).double()
 
 
-def next_gain_matrix(w_next: Tensor, neuron_shape: tuple[int, ...]) -> tuple[Tensor, str] | None:
-    """``W`` as ``[n_next, features]`` matched to this layer's features, and the feature layout."""
-    n = math.prod(neuron_shape)
-    if w_next.dim() == 2 and w_next.shape[1] == n:
-        return w_next.detach(), "flat"
+def next_layout(w_next: Tensor, neuron_shape: tuple[int, ...]) -> str | None:
+    """How the next layer's weight ``[n_next, ...]`` meets this layer's neurons: "flat" (a column per neuron),
+    "channel" (a convolution: a kernel per channel), or None when they do not match."""
+    if w_next.dim() == 2 and w_next.shape[1] == math.prod(neuron_shape):
+        return "flat"
     if w_next.dim() >= 3 and len(neuron_shape) >= 2 and w_next.shape[1] == neuron_shape[0]:
-        return w_next.detach().square().flatten(2).sum(2).sqrt(), "channel"  # row norms over the kernel
+        return "channel"
     return None
+
+
+def column_mean_squares(w_next: Tensor, layout: str, block: int = 1 << 20) -> Tensor:
+    """Per feature j, ``mean_k sum_kernel W_kj^2`` in float64 (the kernel summed for "channel"), from blocks of
+    about ``block`` entries: no float64 copy of the whole matrix."""
+    w = w_next.detach()
+    w = w.flatten(2) if layout == "channel" else w
+    total = torch.zeros(w.shape[1:], dtype=torch.float64)
+    for chunk in w.split(max(1, block // max(w[0].numel(), 1))):
+        total += chunk.double().square().sum(0)
+    return (total.sum(-1) if layout == "channel" else total) / w.shape[0]
+
+
+def input_weight(w: Tensor | None, dyn: Dynamics) -> tuple[Tensor | None, float]:
+    """``w`` times the neuron's input gain as the voltage range reads it: the weight itself with inputs up to the
+    gain instead of 1 (the same sums; the weight's own are remembered, and a VGG classifier is not copied)."""
+    if w is None or dyn.input_gain >= 0:
+        return w, dyn.input_gain
+    return w.detach() * dyn.input_gain, 1.0

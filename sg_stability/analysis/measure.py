@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import stability as st
-from .tracing import Record, StepRef, grads, value
+from .tracing import Record, StepRef, grads, probe_grads, value
 
 
 def output_tensors(output: object) -> list[Tensor]:
@@ -39,12 +39,11 @@ def layer_gradients(output: object, records: list[Record], gen: torch.Generator,
     if not outs or not refs:
         return {}
     total: dict[str, list[float]] = {rec.path: [0.0, 0.0] for rec in records}
-    for _ in range(probes):
-        loss = torch.stack([(o * st.rademacher(o, gen)).sum() for o in outs]).sum()
-        got = grads(loss, [(i, None) for _, i in refs])
-        for (path, i), g in zip(refs, got, strict=True):
-            total[path][0] += float(g.double().square().sum()) if g is not None else 0.0
-            total[path][1] += i.numel()
+    drawn = [[st.rademacher(o, gen) for o in outs] for _ in range(probes)]
+    got = probe_grads(outs, [torch.stack(d) for d in zip(*drawn, strict=True)], [(i, None) for _, i in refs])
+    for (path, i), g in zip(refs, got, strict=True):
+        total[path][0] += float(g.double().square().sum()) if g is not None else 0.0
+        total[path][1] += i.numel() * probes
     return {path: math.sqrt(sq / n) for path, (sq, n) in total.items() if n > 0}
 
 
@@ -60,14 +59,13 @@ def measured_temporal(xs: list[StepRef], ins: list[StepRef], probes: int, gen: t
     membrane in the same step (a synaptic current in between)."""
     num = den = 0.0
     for t in st.probe_steps(len(xs) - 1):
-        for _ in range(probes):
-            target = value(xs[t + 1])
-            loss = (target * st.rademacher(target, gen)).sum()
-            g_now, g_next = grads(loss, [ins[t], ins[t + 1]])
-            if g_now is None or g_next is None:
-                return None
-            num += float(g_now.double().square().sum())
-            den += float(g_next.double().square().sum())
+        target = value(xs[t + 1])
+        drawn = torch.stack([st.rademacher(target, gen) for _ in range(probes)])
+        g_now, g_next = probe_grads([target], [drawn], [ins[t], ins[t + 1]])
+        if g_now is None or g_next is None:
+            return None
+        num += float(g_now.double().square().sum())
+        den += float(g_next.double().square().sum())
     return math.sqrt(num / den) if den > 0 else None
 
 
@@ -76,10 +74,10 @@ def measured_layer(xs: list[StepRef], next_ins: list[StepRef], probes: int, gen:
     steps = st.probe_steps(min(len(xs), len(next_ins)))
     outputs = [value(next_ins[t]) for t in steps]
 
-    def vjp(k: int, u: Tensor) -> Tensor | None:
-        return grads((outputs[k] * u).sum(), [xs[steps[k]]])[0]
+    def vjp(k: int, drawn: Tensor) -> Tensor | None:
+        return probe_grads([outputs[k]], [drawn], [xs[steps[k]]])[0]
 
-    return st.hutchinson_rms(outputs, vjp, probes, gen)
+    return st.hutchinson_rms(outputs, vjp, probes, gen, batched=True)
 
 
 def gradient_norms(xs: list[StepRef], ins: list[StepRef] | None, gen: torch.Generator) -> list[float] | None:

@@ -21,7 +21,8 @@ derivative the recorded graph is differentiated with. One recorded run then serv
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,15 +127,38 @@ def value(ref: StepRef) -> Tensor:
 
 def grads(loss: Tensor, refs: list[StepRef]) -> list[Tensor | None]:
     """``d loss / d value(ref)`` for each ref (None where the loss does not depend on it)."""
+    return _per_ref(refs, lambda ts: torch.autograd.grad(loss, ts, retain_graph=True, allow_unused=True), False)
+
+
+def probe_grads(outputs: list[Tensor], draws: list[Tensor], refs: list[StepRef]) -> list[Tensor | None]:
+    """``d <outputs, u_p> / d value(ref)`` for a stack of probes at once: ``draws[i]`` is ``[P, *outputs[i].shape]``
+    and each result ``[P, *value(ref).shape]`` (None where the outputs do not depend on it). One batched backward
+    pass (``is_grads_batched``: vmap over the backward graph, several times faster than P passes on a conv net);
+    where an operation in the graph cannot be batched, or P gradients at once do not fit in memory, one pass per
+    probe gives the same result."""
+    def differentiate(tensors: list[Tensor]) -> Sequence[Tensor | None]:
+        try:
+            with warnings.catch_warnings():  # an operation without a batching rule runs as a loop: still correct
+                warnings.filterwarnings("ignore", message=".*batching rule.*")
+                return torch.autograd.grad(outputs, tensors, draws, retain_graph=True, allow_unused=True,
+                                           is_grads_batched=True)
+        except (RuntimeError, NotImplementedError):  # torch.OutOfMemoryError is a RuntimeError too
+            per_probe = [torch.autograd.grad(outputs, tensors, [d[p] for d in draws], retain_graph=True,
+                                             allow_unused=True) for p in range(draws[0].shape[0])]
+            return [None if gs[0] is None else torch.stack(gs) for gs in zip(*per_probe, strict=True)]
+
+    return _per_ref(refs, differentiate, True)
+
+
+def _per_ref(refs: list[StepRef], differentiate: Callable[[list[Tensor]], Sequence[Tensor | None]],
+             batched: bool) -> list[Tensor | None]:
     tensors = list({id(r[0]): r[0] for r in refs}.values())
     usable = [t for t in tensors if t.requires_grad]
-    got = dict(zip((id(t) for t in usable),
-                   torch.autograd.grad(loss, usable, retain_graph=True, allow_unused=True) if usable else [],
-                   strict=True))
+    got = dict(zip((id(t) for t in usable), differentiate(usable) if usable else [], strict=True))
     out: list[Tensor | None] = []
     for tensor, index in refs:
         g = got.get(id(tensor))
-        out.append(g if g is None or index is None else g[index])
+        out.append(g if g is None or index is None else g[:, index] if batched else g[index])
     return out
 
 

@@ -14,6 +14,7 @@ from ._conditions import (
     condition_iii,
     condition_iv,
     depth_dampening,
+    log_grid,
     solve_gain,
     threshold_drive,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "hutchinson_rms",
     "late_growth",
     "layer_gain",
+    "log_grid",
     "mean_square_gain",
     "measured_jacobian_gain",
     "measured_layer_gain",

@@ -28,9 +28,7 @@ All functions take floats or tensors (per-neuron values broadcast) and compute i
 
 from __future__ import annotations
 
-import contextlib
 import math
-import weakref
 from collections.abc import Callable
 
 import torch
@@ -39,7 +37,17 @@ from torch import Tensor
 from .._errors import ConfigError
 from .._validate import checked
 from ..surrogates import Surrogate, family_class
-from ._checks import Dynamics, Number, Verdict, as64, check_fan, check_leak, check_matrix, check_reset
+from ._checks import (
+    Dynamics,
+    Number,
+    Verdict,
+    as64,
+    check_fan,
+    check_leak,
+    check_matrix,
+    check_reset,
+    per_weight,
+)
 from ._moments import PreparedWeights, uniform_gain, voltage_range
 
 
@@ -190,11 +198,19 @@ def condition_iv(surrogate: Surrogate | str, w_rec: Tensor | None, dynamics: Dyn
 
 
 @checked
+def log_grid(lo: float, hi: float, offset: float = 0.0, points: int = 61) -> list[float]:
+    """The points :func:`solve_gain` tries first: ``x - offset`` log-spaced from ``lo - offset`` to ``hi - offset``
+    (a caller that can evaluate many points at once computes these together)."""
+    return [offset + math.exp(u) for u in torch.linspace(math.log(lo - offset), math.log(hi - offset), points,
+                                                         dtype=torch.float64).tolist()]
+
+
+@checked
 def solve_gain(gain: Callable[[float], float], knob: str, target: float, lo: float, hi: float, offset: float = 0.0,
                points: int = 61, bisections: int = 50) -> Verdict:
-    """Find ``x`` in ``[lo, hi]`` with ``gain(x) = target`` (log grid on ``x - offset``, then bisection)."""
-    grid = [offset + math.exp(u) for u in torch.linspace(math.log(lo - offset), math.log(hi - offset), points,
-                                                          dtype=torch.float64).tolist()]
+    """Find ``x`` in ``[lo, hi]`` with ``gain(x) = target`` (the first crossing on :func:`log_grid`, then
+    bisection)."""
+    grid = log_grid(lo, hi, offset, points)
     values = [gain(x) for x in grid]
     for k in range(points - 1):
         (x0, g0), (x1, g1) = (grid[k], values[k]), (grid[k + 1], values[k + 1])
@@ -259,27 +275,15 @@ def spectral_norm(m: Tensor, tol: float = 1e-4, max_iters: int = 60) -> float:
     return math.sqrt(max(top, 0.0))
 
 
-#: spectral norms already computed, per weight tensor: id -> (a weak reference to it, its version, the norm);
-#: analyze, candidates and stabilize's report all need the same weights' norms, a VGG classifier's take seconds
-_NORMS: dict[int, tuple[weakref.ref[Tensor], int, float]] = {}
-
-
 def weight_norm(w: Tensor) -> float:
     """The spectral norm of a weight (convolution kernels flattened to ``(out, in * k...)``), by
     :func:`spectral_norm`; remembered per tensor until it is changed in place (its version moves) or freed."""
-    key = id(w)
-    known = _NORMS.get(key)
-    if known is not None and known[0]() is w and known[1] == w._version:
-        return known[2]
-    m = w.detach().flatten(1) if w.dim() > 2 else check_matrix(w, "weight", double=False)
-    assert m is not None
-    norm = spectral_norm(m)
-    def forget(_: object) -> None:
-        _NORMS.pop(key, None)
+    def compute() -> float:
+        m = w.detach().flatten(1) if w.dim() > 2 else check_matrix(w, "weight", double=False)
+        assert m is not None
+        return spectral_norm(m)
 
-    with contextlib.suppress(TypeError):  # a tensor subclass without weak references is not remembered
-        _NORMS[key] = (weakref.ref(w, forget), w._version, norm)
-    return norm
+    return per_weight("spectral norm", w, compute)
 
 
 @checked

@@ -85,18 +85,20 @@ def rademacher(like: Tensor, gen: torch.Generator) -> Tensor:
 
 @checked
 def hutchinson_rms(outputs: Sequence[Tensor], vjp: Callable[[int, Tensor], Tensor | None], probes: int,
-                   gen: torch.Generator) -> float | None:
+                   gen: torch.Generator, *, batched: bool = False) -> float | None:
     """The Hutchinson estimator: root mean-square row norm of the Jacobians of ``outputs[k]`` (rows = its
     entries), from ``probes`` vector-Jacobian products ``vjp(k, u)`` with Rademacher ``u`` each
-    (``||J||_F^2 = E_u ||J^T u||^2``). None when a product is None (the output does not depend on the input)."""
+    (``||J||_F^2 = E_u ||J^T u||^2``). None when a product is None (the output does not depend on the input).
+    ``batched=True``: ``vjp(k, U)`` receives every draw for ``outputs[k]`` stacked (``[probes, *shape]``) and
+    returns the products stacked the same way -- one batched backward pass instead of ``probes``."""
     total, rows = 0.0, 0
     for k, out in enumerate(outputs):
-        for _ in range(probes):
-            g = vjp(k, rademacher(out, gen))
-            if g is None:
-                return None
-            total += float(g.double().square().sum())
-            rows += out.numel()
+        draws = [rademacher(out, gen) for _ in range(probes)]
+        got = [vjp(k, torch.stack(draws))] if batched else [vjp(k, u) for u in draws]
+        if any(g is None for g in got):
+            return None
+        total += sum(float(g.double().square().sum()) for g in got if g is not None)
+        rows += out.numel() * probes
     return math.sqrt(total / rows) if rows else None
 
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from .._errors import ConfigError
 from .._validate import checked
 from ..surrogates import Surrogate
-from ._checks import Dynamics, Number, as64, check_leak, check_matrix, check_reset, raw64
+from ._checks import Dynamics, Number, as64, check_leak, check_matrix, check_reset, per_weight, raw64
 
 
 # -- voltage range under the uniform assumption ------------------------------------------------------------
@@ -41,10 +41,10 @@ def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics,
     a, th = check_leak(dynamics.leak), as64(dynamics.threshold, "threshold")
     s_plus = torch.zeros(())
     s_minus = torch.zeros(())
-    for w, scale in ((check_matrix(w_rec, "w_rec", double=False), 1.0),
-                     (check_matrix(w_in, "w_in", double=False), as64(input_max, "input_max"))):
-        if w is not None:
-            plus, minus = signed_row_sums(w)
+    for given, name, scale in ((w_rec, "w_rec", 1.0), (w_in, "w_in", as64(input_max, "input_max"))):
+        w = check_matrix(given, name, double=False)
+        if given is not None and w is not None:
+            plus, minus = per_weight("signed row sums", given, lambda w=w: signed_row_sums(w))  # type: ignore[misc]
             s_plus, s_minus = s_plus + scale * plus, s_minus + scale * minus
     s_plus, s_minus = s_plus.double(), s_minus.double()
     low = s_minus - (th if check_reset(dynamics.reset) == "subtract" else 0.0)
