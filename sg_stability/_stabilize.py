@@ -20,7 +20,7 @@ from ._validate import flag
 from .analysis import GROWTH_LIMIT, Candidate, Run, analyze_layers, candidates
 from .analysis.analyzer import check_options
 from .analysis.sample import with_time_dim
-from .analysis.shortlist import Shortlist, measure_recorded, shortlist
+from .analysis.shortlist import Shortlist, recorded_spread, shortlist
 from .analysis.tracing import Trace, traced
 from .surrogates import Surrogate, get
 
@@ -146,13 +146,13 @@ def _first_choice(pool: Shortlist, trace: Trace, seed: int, keep_spread: bool
     per_layer = pool.depth_compensated(chosen)
     if per_layer is not None:
         with trace.switched(per_layer):
-            got = measure_recorded(trace, seed)
-        if not pool.widens(got.spread):
+            rescaled, _ = recorded_spread(trace, seed)
+        if not pool.widens(rescaled):
             factors = ", ".join(f"{path} {float(s.dampening):.3g}" for path, s in per_layer.items())
             return _patch_per_layer(per_layer), chosen, (
                 f"the stability analysis' first choice with its dampening rescaled per layer ({factors}): with one "
                 f"dampening the gradient's spread across layers would be {chosen.spread:.3g}x, rescaled it is "
-                f"{got.spread:.3g}x (the model's own surrogates: {now})" + skipped + _growth_caveat(chosen) + race)
+                f"{rescaled:.3g}x (the model's own surrogates: {now})" + skipped + _growth_caveat(chosen) + race)
     keeping, passed = pool.first_choice()
     skipped = f"; passed over {'; '.join(passed)}" if passed else ""
     if keeping is not None:

@@ -142,3 +142,39 @@ def test_the_input_weight_read_with_inputs_up_to_the_gain_gives_the_multiplied_w
     want = sg.stability.voltage_range(None, w * 0.25, dyn)
     for g, v in zip(got, want, strict=True):
         torch.testing.assert_close(g, v)
+
+
+@pytest.mark.parametrize("model_name", ["norse/VGG11", "sj/sew_resnet18"])
+def test_a_layer_gain_measured_through_a_whole_sequence_input_equals_one_plain_pass_per_step_and_probe(model_name):
+    import shipped_models
+
+    from sg_stability.analysis.measure import measured_layer
+    from sg_stability.analysis.tracing import value
+
+    m = shipped_models.MODELS[model_name]("small")
+    with sg.analysis.traced(m.model, m.sample, run=m.run) as trace:
+        records = trace.ordered()
+        checked = 0
+        for rec, nxt in zip(records, records[1:]):
+            xs = rec.spike_steps()
+            next_ins = nxt.input_steps(len(nxt.spike_steps()))
+            if next_ins is None or next_ins[0][1] is None:  # not one whole-sequence tensor
+                continue
+            got = measured_layer(xs, next_ins, 3, torch.Generator().manual_seed(5))
+            gen, total, rows, reached = torch.Generator().manual_seed(5), 0.0, 0, True
+            for t in sg.stability.probe_steps(min(len(xs), len(next_ins))):
+                out = value(next_ins[t])
+                for _ in range(3):
+                    u = torch.randint(0, 2, out.shape, generator=gen).to(out.dtype) * 2 - 1
+                    (g,) = torch.autograd.grad(out, xs[t][0], u, retain_graph=True, allow_unused=True)
+                    reached = reached and g is not None
+                    if g is not None:
+                        g = g if xs[t][1] is None else g[xs[t][1]]
+                        total += float(g.double().square().sum())
+                    rows += out.numel()
+            if not reached:  # this layer's spikes do not feed the next layer's input (a parallel branch)
+                assert got is None
+                continue
+            assert got == pytest.approx((total / rows) ** 0.5, rel=1e-5)
+            checked += 1
+    assert checked >= 2, "the model must have layers fed through a whole-sequence tensor"

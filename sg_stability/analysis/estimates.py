@@ -149,7 +149,7 @@ def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, gain_next: 
 
 
 def unit_gains(base: Surrogate, rows: Tensor, sharpness: list[float], column_ms: Tensor, scale: float,
-               budget: int = 1 << 22) -> list[float]:
+               budget: int = 1 << 18) -> list[float]:
     """The layer-to-layer gain ``sqrt(scale * sum_j c_j E[f(b v_j)^2])`` at dampening 1 for every sharpness ``b``,
     several at once (at most ``budget`` elements per sweep): what ``data_moments`` gives one point at a time."""
     out: list[float] = []

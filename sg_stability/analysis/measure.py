@@ -73,11 +73,34 @@ def measured_layer(xs: list[StepRef], next_ins: list[StepRef], probes: int, gen:
     """RMS row norm of ``d I_next / d v`` at the same step, over steps in the second half of the sequence."""
     steps = st.probe_steps(min(len(xs), len(next_ins)))
     outputs = [value(next_ins[t]) for t in steps]
+    base = next_ins[steps[0]][0] if steps else None
+    if base is not None and all(next_ins[t][0] is base and next_ins[t][1] is not None for t in steps):
+        return _whole_sequence_layer(xs, base, steps, probes, gen)
 
     def vjp(k: int, drawn: Tensor) -> Tensor | None:
         return probe_grads([outputs[k]], [drawn], [xs[steps[k]]])[0]
 
     return st.hutchinson_rms(outputs, vjp, probes, gen, batched=True)
+
+
+def _whole_sequence_layer(xs: list[StepRef], base: Tensor, steps: list[int], probes: int, gen: torch.Generator
+                          ) -> float | None:
+    """:func:`measured_layer` where the next layer's input is one tensor for the whole sequence (SpikingJelly's
+    multi-step modules, Norse's ``Lift``): its backward covers every step whichever step is probed, so every
+    (step, probe) pair goes into one batched pass. Each pair's gradient at its own step is the one a pass per
+    step gives (a step's input current reaches that step's membrane only through that step's spikes); the draws
+    are those of :func:`~sg_stability.stability.hutchinson_rms`, in its order."""
+    drawn = torch.zeros(len(steps) * probes, *base.shape, dtype=base.dtype)
+    for k, t in enumerate(steps):
+        for p in range(probes):
+            drawn[k * probes + p, t] = st.rademacher(base[t], gen)
+    got = probe_grads([base], [drawn], [xs[t] for t in steps])
+    total = 0.0
+    for k, g in enumerate(got):
+        if g is None:
+            return None
+        total += float(g[k * probes:(k + 1) * probes].double().square().sum())
+    return math.sqrt(total / (base[0].numel() * len(steps) * probes))
 
 
 def gradient_norms(xs: list[StepRef], ins: list[StepRef] | None, gen: torch.Generator) -> list[float] | None:

@@ -165,10 +165,14 @@ def measure_recorded(trace: Trace, seed: int = 0, *, spread_too: bool = True) ->
         g = late_growth(gradient_norms(xs, rec.input_steps(len(xs)), gen))
         if g is not None and math.isfinite(g):
             worst = g if worst is None else max(worst, g)
-    if not spread_too:
-        return Measured(worst, None)
+    return Measured(worst, *recorded_spread(trace, seed)) if spread_too else Measured(worst, None)
+
+
+def recorded_spread(trace: Trace, seed: int = 0) -> tuple[float | None, dict[str, float]]:
+    """The spread across layers of the gradient of a random projection of the model's output on a recorded run
+    (with the trace's current surrogate choice), and the per-layer RMS gradients it is made of."""
     per_layer = layer_gradients(trace.output, trace.ordered(), torch.Generator().manual_seed(seed))
-    return Measured(worst, spread(per_layer), per_layer)
+    return spread(per_layer), per_layer
 
 
 def bptt_growth(model: nn.Module, sample: Any, surrogate: Surrogate, run: Run | None = None, seed: int = 0
@@ -317,8 +321,7 @@ def shortlist(trace: Trace, base: Surrogate, seed: int = 0, *, spreads: bool = T
     if not spreads:
         def measure_spread(c: Candidate) -> None:
             with trace.switched(c.surrogate):
-                got = measure_recorded(trace, seed)
-            c.spread, c.layer_gradients = got.spread, got.layers
+                c.spread, c.layer_gradients = recorded_spread(trace, seed)
 
         pool.measure_spread = measure_spread
     return pool
