@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,12 +16,13 @@ from ._errors import ConfigError
 from ._handle import PatchHandle
 from ._tune import Batches, LossFn, ScoreFn, check_race_options, tune
 from ._validate import flag
-from .analysis import GROWTH_LIMIT, Candidate, Run, analyze_layers, candidates
+from .analysis import Run, analyze_layers, candidates
 from .analysis.analyzer import check_options
+from .analysis.choice import Choice, first_choice
 from .analysis.sample import with_time_dim
-from .analysis.shortlist import Shortlist, recorded_spread, shortlist
-from .analysis.tracing import Trace, traced
-from .surrogates import Surrogate, get
+from .analysis.shortlist import shortlist
+from .analysis.tracing import traced
+from .surrogates import get
 
 
 def _check(batches: Any, loss_fn: Any) -> None:
@@ -95,14 +95,14 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
             handle = tune(model, sample, batches, loss_fn=loss_fn, val_batches=val_batches, score=score,
                           epochs=epochs, candidates=pool, optimizer=optimizer, lr=lr, run=run, seed=seed,
                           progress=progress)
-            chosen = handle.tuning.best
-            how = f"won a training race between {len(pool)} candidates ({handle.tuning.cost_runs:.2f} full runs)"
+            choice = Choice(handle.tuning.best, None, f"won a training race between {len(pool)} candidates "
+                            f"({handle.tuning.cost_runs:.2f} full runs)")
         else:
             with traced(model, sample, run=run) as trace:  # one forward pass serves every measurement
                 pool = shortlist(trace, base, seed, spreads=False)
-                install, chosen, how = _first_choice(pool, trace, seed, keep_spread)
+                choice = first_choice(pool, trace, seed, keep_spread)
                 pool.measure_spread = None  # the recorded run ends here
-            handle = install(model)
+            handle = _install(choice)(model)
         handle.report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
     except BaseException:  # a failure at any point leaves the model as it was
         if handle is not None:
@@ -110,76 +110,19 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
         if snapshot is not None:
             model.load_state_dict(snapshot)
         raise
-    handle.report.recommended = chosen
-    handle.notes = (*handle.notes, f"{_what(chosen)}: {how}")
+    handle.report.recommended = choice.candidate
+    handle.report.recommendation = choice
+    installed = "kept each layer's own surrogate" if choice.candidate is None else f"installed {choice.describe()}"
+    handle.notes = (*handle.notes, f"{installed}: {choice.how}")
     handle.init_report = init_report
     handle.candidates = pool
     return handle
 
 
-def _what(chosen: Candidate | None) -> str:
-    if chosen is None:
-        return "kept each layer's own surrogate"
-    growth = f", measured BPTT growth {chosen.growth:.3f}/step" if chosen.growth is not None else ""
-    return f"installed {chosen.label}{growth}"
-
-
-Install = Callable[[nn.Module], PatchHandle]
-
-
-def _first_choice(pool: Shortlist, trace: Trace, seed: int, keep_spread: bool
-                  ) -> tuple[Install, Candidate | None, str]:
-    """What to patch, measured on the recorded run the shortlist came from: the shortlist's preferred candidate
-    (``Shortlist.preferred``); where it widens the gradient's spread across layers, with its dampening rescaled
-    per layer (``Shortlist.depth_compensated``, re-measured on the same run), else the first candidate that does
-    not widen it (``Shortlist.first_choice``), else each layer's own surrogate. Returns how to install it, the
-    candidate (None: each layer keeps its own) and how it was chosen, naming every fallback."""
-    chosen, passed = pool.preferred()
-    now = f"{pool.spread_now:.3g}x" if pool.spread_now is not None else "unmeasured"
-    race = " (pass batches= and loss_fn= to let a short training race between the candidates decide)"
-    skipped = f"; passed over {'; '.join(passed)}" if passed else ""
-    if not keep_spread or not pool.widens(pool.spread_of(chosen)):
-        spread = (f"; gradient spread across layers {chosen.spread:.3g}x (the model's own surrogates: {now})"
-                  if chosen.spread is not None else "")
-        return _patch_one(chosen.surrogate), chosen, "the stability analysis' first choice" + spread + skipped + \
-            _growth_caveat(chosen) + race
-    per_layer = pool.depth_compensated(chosen)
-    if per_layer is not None:
-        with trace.switched(per_layer):
-            rescaled, _ = recorded_spread(trace, seed)
-        if not pool.widens(rescaled):
-            factors = ", ".join(f"{path} {float(s.dampening):.3g}" for path, s in per_layer.items())
-            return _patch_per_layer(per_layer), chosen, (
-                f"the stability analysis' first choice with its dampening rescaled per layer ({factors}): with one "
-                f"dampening the gradient's spread across layers would be {chosen.spread:.3g}x, rescaled it is "
-                f"{rescaled:.3g}x (the model's own surrogates: {now})" + skipped + _growth_caveat(chosen) + race)
-    keeping, passed = pool.first_choice()
-    skipped = f"; passed over {'; '.join(passed)}" if passed else ""
-    if keeping is not None:
-        spread = f"{keeping.spread:.3g}x" if keeping.spread is not None else "unmeasured"
-        how = (f"FALLBACK: the first candidate that keeps the gradient's spread across layers ({spread}; the model's "
-               f"own surrogates: {now}); rescaling the dampening per layer did not keep it")
-        return _patch_one(keeping.surrogate), keeping, how + skipped + _growth_caveat(keeping)
-    if pool.own is not None:
-        return _patch_per_layer(pool.own), None, (
-            f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}), also "
-            "with its dampening rescaled per layer" + skipped)
-    least = min(pool, key=lambda c: spread if (spread := pool.spread_of(c)) is not None else math.inf)
-    how = (f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}) and the "
-           f"model's own surrogates cannot all be read, so the least widening is installed{skipped}")
-    return _patch_one(least.surrogate), least, how
-
-
-def _patch_one(surrogate: Surrogate) -> Install:
+def _install(choice: Choice) -> Callable[[nn.Module], PatchHandle]:
+    if choice.per_layer is not None:  # paths escaped: they are matched as globs
+        per_layer = choice.per_layer
+        return lambda model: patch(model, targets={glob.escape(path): s for path, s in per_layer.items()})
+    assert choice.candidate is not None
+    surrogate = choice.candidate.surrogate
     return lambda model: patch(model, surrogate=surrogate)
-
-
-def _patch_per_layer(surrogates: dict[str, Surrogate]) -> Install:
-    """One surrogate per layer path (paths escaped: they are matched as globs)."""
-    return lambda model: patch(model, targets={glob.escape(path): s for path, s in surrogates.items()})
-
-
-def _growth_caveat(c: Candidate) -> str:
-    if c.growth is not None and c.growth > GROWTH_LIMIT:
-        return f"; every candidate's gradient grows going back in time, this one least ({c.growth:.3f}/step)"
-    return ""

@@ -120,6 +120,29 @@ def test_each_initialiser_runs_and_reports_every_layer(name, method):
     assert all(torch.isfinite(p).all() for p in m.model.parameters())
 
 
+# one model per branch of the decision: first choice, rescaled per layer, fallback to a later candidate
+@pytest.mark.parametrize("name", ["sj/spiking_resnet18", "sj/MNISTNet(PLIF)", "sj/ms_resnet18"])
+def test_analyze_recommends_exactly_what_stabilize_installs(name):
+    m = build(name)
+    report = sg.analyze(m.model, m.sample, run=m.run)
+    with sg.stabilize(m.model, m.sample, run=m.run, progress=False) as handle:
+        decided = handle.report.recommendation
+        installed = {layer.name: layer.surrogate for layer in handle.report.layers}
+    said = report.recommendation
+    assert said.how == decided.how and said.describe() == decided.describe()
+    assert report.recommended is said.candidate and handle.report.recommended is decided.candidate
+    for path, s in installed.items():  # what analyze said, layer by layer
+        want = said.per_layer[path] if said.per_layer is not None else said.candidate.surrogate
+        assert s.family == want.family
+        assert (float(s.dampening), float(s.sharpness)) == pytest.approx((float(want.dampening), float(want.sharpness)))
+    lines = str(report).splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("recommended: "))
+    block = lines[start:lines.index("", start)]
+    assert " ".join(" ".join(block).split()).startswith(f"recommended: {said.describe()}")  # wrapped lines joined
+    assert any(line.startswith("    why: ") for line in block)
+    assert all(len(line) < 120 for line in block), block
+
+
 def test_stabilize_rescales_the_dampening_per_layer_and_an_interrupt_there_leaves_the_model_unpatched(monkeypatch):
     m = build("sj/MNISTNet(PLIF)")  # its preferred candidate widens the spread: the per-layer path runs
     with sg.stabilize(m.model, m.sample, run=m.run, progress=False) as handle:
@@ -130,7 +153,7 @@ def test_stabilize_rescales_the_dampening_per_layer_and_an_interrupt_there_leave
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("sg_stability._stabilize.measure_recorded", interrupted)
+    monkeypatch.setattr("sg_stability.analysis.choice.recorded_spread", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sg.stabilize(m.model, m.sample, run=m.run, progress=False)
     assert not sg.is_patched(m.model)

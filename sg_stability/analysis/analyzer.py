@@ -4,7 +4,8 @@
 Data flow: :func:`~.tracing.traced` records one run (membranes, inputs, wiring) -> per layer, the estimators of
 :mod:`.estimates` for the kind of gain that governs it, and the autograd measurements of :mod:`.measure` ->
 a :class:`~.report.LayerReport` with a diagnosis -> the :class:`~.report.StabilityReport`; :func:`analyze`
-adds the shortlist's first choice (:func:`~.shortlist.candidates`) as ``report.recommended``.
+adds what ``sg.stabilize`` would install (:mod:`.choice`, from the shortlist of :mod:`.shortlist`) as
+``report.recommendation``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .._errors import ConfigError, did_you_mean, raw
 from .._validate import integer, real
 from ..surrogates import Surrogate, get
 from . import estimates as est
+from .choice import first_choice
 from .measure import gradient_norms, measured_layer, measured_temporal
 from .report import LayerReport, StabilityReport
 from .sample import with_time_dim
@@ -116,8 +118,10 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     ``run(model, sample)`` runs the model on the whole sequence (default ``model(sample)``, after resetting
     neuron states). ``surrogate`` analyzes all layers with that surrogate instead of the ones they hold (and the
     recommendation keeps its family). ``target`` is the gain the paper's Conditions III and IV aim at (1: neither
-    growth nor decay), per layer name when a mapping. ``report.recommended`` is the stability analysis' first
-    choice (:func:`~sg_stability.candidates`), what :func:`sg_stability.stabilize` installs without training data.
+    growth nor decay), per layer name when a mapping. ``report.recommendation`` is the decision
+    :func:`sg_stability.stabilize` makes without training data (with its defaults; the same code on the same
+    measurements): the shortlist's candidate (``report.recommended``; None where each layer keeps its own), a
+    per-layer dampening where one dampening would widen the gradient's spread across layers, and why.
     ``time_dim`` names the sample's time dimension when it is not 0 (e.g. 1 for ``[batch, time, ...]``): the
     sample is moved time-first before ``run`` (or the model) sees it, and the steps the model took are checked
     against that dimension.
@@ -128,8 +132,9 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     with traced(model, sample, run=with_time_dim(run, time_dim), surrogate=surrogate) as trace:  # one forward pass
         report = analyze_trace(trace, probes=probes, seed=seed, target=target)
         pool = shortlist(trace, family, seed, spreads=False)
-        report.recommended, report.passed_over = pool.preferred()
-        pool.spread_of(report.recommended)
+        report.passed_over = pool.preferred()[1]
+        report.recommendation = first_choice(pool, trace, seed)
+        report.recommended = report.recommendation.candidate
     return report
 
 

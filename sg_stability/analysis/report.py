@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ class StabilityReport:
     recommended: Any = None
     #: the preferred candidates the recommendation passed over, and why (e.g. they widen the gradient's spread)
     passed_over: list[str] = field(default_factory=list)
+    #: set by ``sg.analyze`` and ``sg.stabilize``: the whole decision (an ``sg_stability.analysis.choice.Choice``:
+    #: the candidate, a per-layer dampening where it was rescaled, and why, naming every fallback)
+    recommendation: Any = None
 
     def __getitem__(self, name: str) -> LayerReport:
         for layer in self.layers:
@@ -120,7 +124,13 @@ class StabilityReport:
         lines.append("(gamma*, beta*: the paper's Conditions III and IV for g = target, a diagnostic; none = no value "
                      "reaches it,")
         lines.append(" the notes say what to change. sg.stabilize installs the recommendation below, not these)")
-        if self.recommended is not None:
+        if self.recommendation is not None:
+            r = self.recommendation
+            what = r.describe() if r.candidate is not None else "keep each layer's own surrogate"
+            lines.extend(textwrap.wrap(f"recommended: {what} -- sg.stabilize's choice (sg.candidates: the shortlist)",
+                                       116, subsequent_indent="    "))
+            lines.extend(textwrap.wrap(r.how, 116, initial_indent="    why: ", subsequent_indent="    "))
+        elif self.recommended is not None:
             c = self.recommended
             growth = f", measured BPTT growth {c.growth:.3f}/step" if c.growth is not None else ""
             spread = f", gradient spread across layers {c.spread:.3g}x" if c.spread is not None else ""
@@ -129,7 +139,8 @@ class StabilityReport:
         elif self.passed_over:
             lines.append("recommended: keep each layer's own surrogate -- every candidate widens the gradient's "
                          "spread across layers (sg.candidates)")
-        lines.extend(f"    passed over {p}" for p in self.passed_over)
+        if self.recommendation is None:  # the decision's reasons name them
+            lines.extend(f"    passed over {p}" for p in self.passed_over)
         lines.append("")
         for r in self.layers:
             lines.append(f"{r.name}: {r.diagnosis}")
