@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 
 import pytest
 import shd_networks
@@ -155,7 +156,7 @@ def test_a_layer_gain_measured_through_a_whole_sequence_input_equals_one_plain_p
     with sg.analysis.traced(m.model, m.sample, run=m.run) as trace:
         records = trace.ordered()
         checked = 0
-        for rec, nxt in zip(records, records[1:]):
+        for rec, nxt in itertools.pairwise(records):
             xs = rec.spike_steps()
             next_ins = nxt.input_steps(len(nxt.spike_steps()))
             if next_ins is None or next_ins[0][1] is None:  # not one whole-sequence tensor
