@@ -84,3 +84,23 @@ def test_spikingjelly2_fused_builtin_matches_reference_on_cuda(family):
     assert torch.equal(out_f, out_r)
     for a, b in zip(grads_f, grads_r, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+def test_analyze_and_stabilize_on_cuda_match_the_cpu(framework):
+    """The measurements' random probes are drawn on the CPU and moved to the model's device, so a model on CUDA
+    gets the CPU's recommendation and (up to rounding) its gains."""
+    import shd_networks
+
+    model, x = shd_networks.tiny(framework)
+    cpu = sg.analyze(model, x)
+    gpu_model, gpu_x = model.cuda(), x.cuda()
+    gpu = sg.analyze(gpu_model, gpu_x)
+    assert gpu.recommendation.how == cpu.recommendation.how
+    for a, b in zip(cpu.layers, gpu.layers, strict=True):
+        for got, want in ((b.measured_gain, a.measured_gain), (b.data_gain, a.data_gain)):
+            assert (got is None) == (want is None)
+            if got is not None:
+                assert got == pytest.approx(want, rel=1e-3)
+    with sg.stabilize(gpu_model, gpu_x, progress=False) as handle:
+        assert handle.notes[-1].startswith(("installed", "kept"))

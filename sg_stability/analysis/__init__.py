@@ -5,10 +5,12 @@
 - :mod:`.estimates` -- per-layer estimates (theory, data-driven) and the parameters that reach a target gain;
 - :mod:`.analyzer` -- :func:`analyze`: the report of every layer;
 - :mod:`.shortlist` -- :func:`candidates`: the surrogates ``sg.tune`` races and ``sg.stabilize`` installs;
+- :mod:`.choice` -- :class:`Choice`: what ``sg.stabilize`` installs without training data (``analyze`` reports it);
 - :mod:`.report`, :mod:`.plotting` -- the report's table and plots.
 """
 
 from .analyzer import analyze, analyze_layers
+from .choice import Choice
 from .report import LayerReport, StabilityReport
 from .shortlist import (
     AREAS,
@@ -35,6 +37,7 @@ __all__ = [
     "SHARPNESS_UNITS",
     "SPREAD_SLACK",
     "Candidate",
+    "Choice",
     "LayerMembranes",
     "LayerReport",
     "Measured",

@@ -155,7 +155,8 @@ def unit_gains(base: Surrogate, rows: Tensor, sharpness: list[float], column_ms:
     out: list[float] = []
     per = max(1, budget // max(rows.numel(), 1))
     for start in range(0, len(sharpness), per):
-        b = torch.tensor(sharpness[start:start + per], dtype=torch.float64).view(-1, *([1] * rows.dim()))
+        b = torch.tensor(sharpness[start:start + per], dtype=torch.float64, device=rows.device)
+        b = b.view(-1, *([1] * rows.dim()))
         f = base.unit_shape(rows.unsqueeze(0) * b).double()
         sg2 = (f * f).flatten(1, -2).mean(1)  # [points, features]
         out += [math.sqrt(max(scale * float(g), 0.0)) for g in sg2 @ column_ms]
@@ -218,7 +219,7 @@ def column_mean_squares(w_next: Tensor, layout: str, block: int = 1 << 20) -> Te
     about ``block`` entries: no float64 copy of the whole matrix."""
     w = w_next.detach()
     w = w.flatten(2) if layout == "channel" else w
-    total = torch.zeros(w.shape[1:], dtype=torch.float64)
+    total = torch.zeros(w.shape[1:], dtype=torch.float64, device=w.device)
     for chunk in w.split(max(1, block // max(w[0].numel(), 1))):
         total += chunk.double().square().sum(0)
     return (total.sum(-1) if layout == "channel" else total) / w.shape[0]

@@ -90,7 +90,7 @@ def _whole_sequence_layer(xs: list[StepRef], base: Tensor, steps: list[int], pro
     (step, probe) pair goes into one batched pass. Each pair's gradient at its own step is the one a pass per
     step gives (a step's input current reaches that step's membrane only through that step's spikes); the draws
     are those of :func:`~sg_stability.stability.hutchinson_rms`, in its order."""
-    drawn = torch.zeros(len(steps) * probes, *base.shape, dtype=base.dtype)
+    drawn = torch.zeros(len(steps) * probes, *base.shape, dtype=base.dtype, device=base.device)
     for k, t in enumerate(steps):
         for p in range(probes):
             drawn[k * probes + p, t] = st.rademacher(base[t], gen)

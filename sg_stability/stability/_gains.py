@@ -80,7 +80,7 @@ def probe_steps(count: int) -> list[int]:
 @checked
 def rademacher(like: Tensor, gen: torch.Generator) -> Tensor:
     """Random signs shaped like ``like``: E[u u^T] = I, so E||J^T u||^2 = ||J||_F^2."""
-    return torch.randint(0, 2, like.shape, generator=gen).to(like.dtype) * 2 - 1
+    return torch.randint(0, 2, like.shape, generator=gen).to(device=like.device, dtype=like.dtype) * 2 - 1
 
 
 @checked
@@ -163,9 +163,11 @@ def bptt_norms(layer: RecurrentLIF, z: Tensor, seed: int = 0) -> Tensor:
     for y in membranes:
         y.retain_grad()
     gen = torch.Generator().manual_seed(seed)
-    u = torch.randint(0, 2, membranes[-1].shape, generator=gen).to(membranes[-1].dtype) * 2 - 1
+    last = membranes[-1]
+    u = torch.randint(0, 2, last.shape, generator=gen).to(device=last.device, dtype=last.dtype) * 2 - 1
     (membranes[-1] * u).sum().backward()
-    return torch.stack([y.grad.double().norm() if y.grad is not None else torch.zeros((), dtype=torch.float64)
+    return torch.stack([y.grad.double().norm() if y.grad is not None
+                        else torch.zeros((), dtype=torch.float64, device=y.device)
                         for y in membranes])
 
 
