@@ -102,7 +102,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
                 pool = shortlist(trace, base, seed, spreads=False)
                 choice = first_choice(pool, trace, seed, keep_spread)
                 pool.measure_spread = None  # the recorded run ends here
-            handle = _install(choice)(model)
+            handle = _install(choice, model)
         handle.report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
     except BaseException:  # a failure at any point leaves the model as it was
         if handle is not None:
@@ -119,10 +119,10 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     return handle
 
 
-def _install(choice: Choice) -> Callable[[nn.Module], PatchHandle]:
-    if choice.per_layer is not None:  # paths escaped: they are matched as globs
-        per_layer = choice.per_layer
-        return lambda model: patch(model, targets={glob.escape(path): s for path, s in per_layer.items()})
+def _install(choice: Choice, model: nn.Module) -> PatchHandle:
+    """Patch what ``choice`` says: one surrogate for every layer, or one per layer path (escaped: matched as
+    globs)."""
+    if choice.per_layer is not None:
+        return patch(model, targets={glob.escape(path): s for path, s in choice.per_layer.items()})
     assert choice.candidate is not None
-    surrogate = choice.candidate.surrogate
-    return lambda model: patch(model, surrogate=surrogate)
+    return patch(model, surrogate=choice.candidate.surrogate)
