@@ -179,3 +179,32 @@ def test_a_layer_gain_measured_through_a_whole_sequence_input_equals_one_plain_p
             assert got == pytest.approx((total / rows) ** 0.5, rel=1e-5)
             checked += 1
     assert checked >= 2, "the model must have layers fed through a whole-sequence tensor"
+
+
+def test_probes_beyond_the_memory_budget_are_split_into_passes_with_the_same_result(monkeypatch):
+    from sg_stability.analysis import tracing
+
+    model, x = shd_networks.tiny("norse")
+    with sg.analysis.traced(model, x) as trace:
+        inputs = [(i, None) for r in trace.ordered() for i in r.inputs if isinstance(i, torch.Tensor)
+                  and i.requires_grad]
+        out = trace.output
+        draws = [torch.randint(0, 2, (5, *out.shape), generator=torch.Generator().manual_seed(0)).float() * 2 - 1]
+        size = sum(t.numel() * t.element_size() for t, _ in inputs)
+        passes = []
+        real = torch.autograd.grad
+
+        def counted(*args, **kwargs):
+            passes.append(kwargs.get("is_grads_batched", False))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tracing, "PROBE_BYTES", 2 * size)  # two probes per pass: 2 + 2 + 1
+        monkeypatch.setattr(torch.autograd, "grad", counted)
+        got = probe_grads([out], draws, inputs)
+        monkeypatch.undo()
+        want = _per_probe([out], draws, [t for t, _ in inputs])
+    assert passes == [True, True, True]
+    for g, w in zip(got, want, strict=True):
+        assert (g is None) == (w is None)
+        if g is not None:
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6 * float(w.abs().max()) + 1e-12)
