@@ -115,7 +115,10 @@ def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, gain_next: 
         _, sg2, _ = cond.theory_moments(s, None, w_in, dyn, input_max)
         est.theory = gain(sg2)
 
-    unit: dict[float, float] = {}  # per sharpness, the gain at dampening 1: a scalar dampening multiplies it
+    grid = cond.log_grid(1e-3, 1e3)  # the points solve_gain tries first
+    # per sharpness, the gain at dampening 1 (a scalar dampening multiplies it): shared by both solves below,
+    # whose surrogates differ in their dampening only
+    unit: dict[float, float] = {}
 
     def at(base: Surrogate) -> Callable[[float], float]:
         if isinstance(base.dampening, Tensor) and base.dampening.numel() > 1:  # per neuron: no common factor
@@ -130,8 +133,6 @@ def layer_to_layer(est: Estimates, layer: LayerData, w_next: Tensor, gain_next: 
             return gamma * unit[b]
 
         return scaled
-
-    grid = cond.log_grid(1e-3, 1e3)
 
     def solve(base: Surrogate) -> Verdict:
         return cond.solve_gain(at(base), "sharpness", goal, 1e-3, 1e3)
