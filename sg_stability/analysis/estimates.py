@@ -68,9 +68,9 @@ def recurrent(est: Estimates, layer: LayerData, w_rec: Tensor) -> None:
     if dyn is None:
         return
     wr = w_rec.detach() * dyn.input_gain
-    wi = w_ff.detach().flatten(1) * dyn.input_gain if w_ff is not None and w_ff.dim() >= 2 else None
-    est.theory = cond.theory_gain(s, wr, wi if wi is not None and wi.shape[0] == wr.shape[0] else None,
-                                  dyn)
+    wi, input_max = input_weight(w_ff, dyn)
+    est.theory = cond.theory_gain(s, wr, wi if wi is not None and wi.shape[0] == wr.shape[0] else None, dyn,
+                                  input_max=input_max)
     est.data = cond.data_gain(s, flat_v, wr, dyn)
 
     def calibrate(surrogate: Surrogate, knob: str = "sharpness") -> Verdict:
@@ -170,7 +170,7 @@ def temporal(est: Estimates, layer: LayerData) -> None:
     if dyn is None:
         return
     est.data = cond.data_gain(s, flat_v, None, dyn)
-    w, input_max = input_weight(w_ff if w_ff is None or w_ff.dim() == 2 else w_ff.detach().flatten(1), dyn)
+    w, input_max = input_weight(w_ff, dyn)
     est.theory = cond.theory_gain(s, None, w, dyn, input_max=input_max)
     if dyn.reset_grad:  # only a differentiated reset lets the surrogate change the temporal gain
         est.sharpness = cond.calibrate(s, flat_v, None, dyn, target=goal)
@@ -227,8 +227,12 @@ def column_mean_squares(w_next: Tensor, layout: str, block: int = 1 << 20) -> Te
 
 
 def input_weight(w: Tensor | None, dyn: Dynamics) -> tuple[Tensor | None, float]:
-    """``w`` times the neuron's input gain as the voltage range reads it: the weight itself with inputs up to the
-    gain instead of 1 (the same sums; the weight's own are remembered, and a VGG classifier is not copied)."""
-    if w is None or dyn.input_gain >= 0:
+    """``w`` (convolution kernels flattened to ``(out, in * k...)``; None unless a matrix) times the neuron's input
+    gain as the voltage range reads it: the weight itself with inputs up to the gain instead of 1 (the same sums;
+    the weight's own are remembered, and a VGG classifier is not copied)."""
+    if w is None or w.dim() < 2:
+        return None, 1.0
+    w = w if w.dim() == 2 else w.detach().flatten(1)
+    if dyn.input_gain >= 0:
         return w, dyn.input_gain
     return w.detach() * dyn.input_gain, 1.0
