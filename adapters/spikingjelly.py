@@ -33,6 +33,7 @@ from sg_stability.adapter_api import (
     Transaction,
     framework_class,
     hookimpl,
+    restorer,
 )
 from sg_stability.surrogates import (
     ATan,
@@ -307,6 +308,15 @@ def sg_find_neuron(module: nn.Module, path: str) -> NeuronSite | None:
     if not slots and sj_class not in NO_SURROGATE:
         return None
     return SpikingJellyDriver(module, sj_class, slots).site(path)
+
+
+@hookimpl(trylast=True)
+def sg_save_state(module: nn.Module) -> Callable[[], None] | None:
+    """Memory modules (neurons, recurrent containers) keep their state (v, y, ...) in ``_memories``."""
+    memories = module.__dict__.get("_memories")
+    if not isinstance(memories, dict) or framework_class(module, "spikingjelly") is None:
+        return None
+    return restorer(memories)
 
 
 def _gradient_at_zero(obj: Any) -> float:

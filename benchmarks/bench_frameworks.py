@@ -94,7 +94,7 @@ def norse_case(args):
         z, _ = net[3](net[2](z) * 40)
         return z
 
-    same = sg.read_native(net[1]).surrogate
+    same = sg.plugins.read_native(net[1]).surrogate
     variants = {
         "native": _measure.nothing,
         f"sg fast_sigmoid(1, {same.sharpness:g})": lambda: sg.patch(net, same),

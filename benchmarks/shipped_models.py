@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from shipped_models import MODELS  # noqa: E402
 
 import sg_stability as sg  # noqa: E402
-from sg_stability._transaction import preserved_state  # noqa: E402
-from sg_stability.analysis import measure  # noqa: E402
+from sg_stability._state import preserved_state  # noqa: E402
+from sg_stability.testing import measure  # noqa: E402
 
 
 def row(name: str, size: str, rates: bool) -> dict:

@@ -38,6 +38,7 @@ import shd_networks
 
 import sg_stability as sg
 from sg_stability import stability as st
+from sg_stability import testing as sg_testing
 from sg_stability.surrogates import families
 
 RESETS = [("subtract", False), ("subtract", True), ("multiplicative", False), ("zero", False)]
@@ -46,7 +47,7 @@ RESETS = [("subtract", False), ("subtract", True), ("multiplicative", False), ("
 def one(n: int, scale: float, threshold: float, reset: str, reset_grad: bool, family: str, recurrent: bool,
         steps: int, batch: int, seed: int) -> dict:
     torch.manual_seed(seed)
-    layer = st.RecurrentLIF(700, n, leak=0.9, threshold=threshold, reset=reset, reset_grad=reset_grad,
+    layer = sg_testing.RecurrentLIF(700, n, leak=0.9, threshold=threshold, reset=reset, reset_grad=reset_grad,
                             recurrent=recurrent, surrogate=family, weight_scale=scale, input_scale=3.0)
     z = (torch.rand(steps, batch, 700) < 0.05).float()
     with torch.no_grad():
@@ -60,14 +61,14 @@ def one(n: int, scale: float, threshold: float, reset: str, reset_grad: bool, fa
         w = layer.w_rec.weight
         row["theory"] = st.theory_gain(layer.surrogate, w, layer.w_in.weight, dynamics)
         row["data"] = st.data_gain(layer.surrogate, v, w, dynamics)
-        row["measured"] = st.measured_jacobian_gain(layer, z)
-        row["bptt"] = st.growth_per_step(st.bptt_norms(layer, z), skip=steps // 2)
+        row["measured"] = sg_testing.measured_jacobian_gain(layer, z)
+        row["bptt"] = sg_testing.growth_per_step(sg_testing.bptt_norms(layer, z), skip=steps // 2)
     else:
         upper = torch.empty(128, n).uniform_(-1, 1) * (scale * (6.0 / (n + 128)) ** 0.5)
         _, sg2, _ = st.theory_moments(layer.surrogate, None, layer.w_in.weight, dynamics)
         row["theory"] = st.layer_gain(upper, sg2)
         row["data"] = st.layer_gain(upper, st.data_moments(layer.surrogate, v)[1])
-        row["measured"] = st.measured_layer_gain(layer, upper, z)
+        row["measured"] = sg_testing.measured_layer_gain(layer, upper, z)
         row["bptt"] = float("nan")
     return row
 

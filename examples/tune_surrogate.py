@@ -53,17 +53,17 @@ def main() -> None:
     net = copy.deepcopy(initial)
     handle = sg.stabilize(net, train_x[:, :256], batches=batches, loss_fn=loss_fn, val_batches=val_batches,
                           score=accuracy, epochs=args.epochs, lr=2e-3, run=lambda m, x: m(x))
-    print(handle.tuning)
-    print(f"wrote {handle.tuning.plot(args.out / 'tune_surrogate.png')}")
+    print(handle.race)
+    print(f"wrote {handle.race.plot(args.out / 'tune_surrogate.png')}")
     data = (x_train, y_train, x_test, y_test)
     chosen = train_and_evaluate(net, data, epochs=args.epochs, steps=args.steps, label="chosen")
     default = train_and_evaluate(copy.deepcopy(initial), data, epochs=args.epochs, steps=args.steps,
                                  label="default")
     print(f"\n{'run':<48}{'test accuracy':>14}{'hidden rate':>13}")
     print(f"{'snnTorch default: atan(alpha=2)':<48}{default['accuracy']:>14.3f}{default['hidden_rate']:>13.3f}")
-    print(f"{'sg.stabilize race: ' + handle.tuning.best.label:<48}{chosen['accuracy']:>14.3f}"
+    print(f"{'sg.stabilize race: ' + handle.race.best.label:<48}{chosen['accuracy']:>14.3f}"
           f"{chosen['hidden_rate']:>13.3f}")
-    print(f"race cost: {handle.tuning.cost_runs:.2f} full runs, {handle.tuning.seconds:.1f} s")
+    print(f"race cost: {handle.race.cost_runs:.2f} full runs, {handle.race.seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,19 @@ See README.md for the framework support matrix and the method (Herranz-Celotti &
 "Stabilizing Spiking Neuron Training", arXiv 2202.00282).
 """
 
-from . import analysis, anneal, datasets, diagnostics, init, plugins, schedules, sparsity, stability, surrogates
-from ._api import find_neurons, is_patched, patch, unpatch
+from . import (
+    analysis,
+    anneal,
+    choosing,
+    datasets,
+    diagnostics,
+    init,
+    plugins,
+    schedules,
+    sparsity,
+    stability,
+    surrogates,
+)
 from ._errors import (
     AdapterError,
     AlreadyPatchedError,
@@ -29,12 +40,10 @@ from ._errors import (
     UnknownSurrogateError,
 )
 from ._handle import PatchHandle
-from ._stabilize import stabilize
-from ._transaction import Transaction
-from ._tune import TuneReport, tune
-from .adapter_api import NeuronSite, hookimpl
-from .analysis import Candidate, LayerReport, StabilityReport, analyze, candidates
-from .plugins import from_native, read_native
+from ._patching import find_neurons, is_patched, patch, unpatch
+from .analysis import LayerReport, StabilityReport
+from .choosing import Candidate, ChosenPatch, RaceOptions, TuneReport, analyze, candidates, stabilize, tune
+from .plugins import from_native
 
 __version__ = "0.1.0.dev0"
 
@@ -42,10 +51,10 @@ __all__ = [
     "AdapterError",
     "AlreadyPatchedError",
     "Candidate",
+    "ChosenPatch",
     "ConfigError",
     "LayerReport",
     "LayoutWarning",
-    "NeuronSite",
     "NoNeuronsFoundError",
     "NotConvertibleError",
     "PartialMatchWarning",
@@ -54,11 +63,11 @@ __all__ = [
     "PluginLoadWarning",
     "PreflightError",
     "Problem",
+    "RaceOptions",
     "SGStabilityError",
     "SGStabilityWarning",
     "SkippedSitesWarning",
     "StabilityReport",
-    "Transaction",
     "TuneReport",
     "UnknownSurrogateError",
     "__version__",
@@ -66,16 +75,15 @@ __all__ = [
     "analyze",
     "anneal",
     "candidates",
+    "choosing",
     "datasets",
     "diagnostics",
     "find_neurons",
     "from_native",
-    "hookimpl",
     "init",
     "is_patched",
     "patch",
     "plugins",
-    "read_native",
     "schedules",
     "sparsity",
     "stability",
@@ -84,3 +92,23 @@ __all__ = [
     "tune",
     "unpatch",
 ]
+
+#: names that left the top level in 0.1.0.dev0 (CHANGELOG): each still works, with a DeprecationWarning
+_MOVED = {
+    "Transaction": "sg_stability.adapter_api",
+    "NeuronSite": "sg_stability.adapter_api",
+    "hookimpl": "sg_stability.adapter_api",
+    "read_native": "sg_stability.plugins",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        home = _MOVED[name]
+        warnings.warn(f"sg_stability.{name} moved to {home}.{name} (adapter authors' API); the top-level name will "
+                      "be removed in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -92,14 +92,6 @@ class PatchHandle:
         self._model_ref = weakref.ref(model)
         self._tx = tx
         self.records: tuple[SlotRecord, ...] = tuple(records)
-        #: set by ``sg.stabilize``: the StabilityReport of the model as patched
-        self.report: Any = None
-        #: set by ``sg.stabilize(..., init=...)``: the InitReport of the weight initialisation
-        self.init_report: Any = None
-        #: set by ``sg.tune`` and ``sg.stabilize(..., batches=...)``: the TuneReport of the training race
-        self.tuning: Any = None
-        #: set by ``sg.stabilize``: the stability analysis' shortlist (``sg.candidates``), most preferred first
-        self.candidates: Any = None
         self.skipped: tuple[Problem, ...] = tuple(skipped)
         self.notes: tuple[str, ...] = tuple(notes)
         self._removed = False
@@ -108,6 +100,19 @@ class PatchHandle:
         for r in records:
             if isinstance(r.after, nn.Module):
                 _INSTALLED.add(r.after)
+
+    @classmethod
+    def taking_over(cls, handle: PatchHandle, **fields: Any) -> Self:
+        """A handle of this class (a subclass that adds what chose the patch: ``fields``) that takes over
+        ``handle``'s live patch; ``handle`` is spent (its ``remove()`` does nothing)."""
+        new = cls.__new__(cls)
+        new.__dict__.update(handle.__dict__)
+        new.__dict__.update(fields)
+        model = handle._model_ref()
+        handles = _LIVE.get(model, []) if model is not None else []
+        handles[:] = [new if h is handle else h for h in handles]
+        handle._removed = True
+        return new
 
     # -- inspection -------------------------------------------------------------------------------------
     @property

@@ -9,7 +9,6 @@ back there.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -132,40 +131,3 @@ class Transaction:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
             self.rollback()
-
-
-_STATE_DICTS = ("_memories",)  # SpikingJelly keeps neuron state (v, ...) in this dict
-
-
-@contextlib.contextmanager
-def preserved_state(model: nn.Module) -> Iterator[None]:
-    """Run something that steps the model (a recorded run) and put its state back afterwards, also on failure:
-    buffers (values, e.g. BatchNorm running statistics, and objects), tensors kept as plain attributes (snnTorch's
-    hidden ``mem``), SpikingJelly's memories and every module's train/eval flag. Parameters are not touched
-    (initialisers write them on purpose)."""
-    saved = []
-    for module in model.modules():
-        buffers = {k: (v, v.detach().clone() if isinstance(v, torch.Tensor) else None)
-                   for k, v in module._buffers.items()}
-        plain = {k: v for k, v in module.__dict__.items()
-                 if not k.startswith("_") and (v is None or isinstance(v, torch.Tensor))}
-        dicts = {k: dict(module.__dict__[k]) for k in _STATE_DICTS if isinstance(module.__dict__.get(k), dict)}
-        saved.append((module, buffers, plain, dicts, module.training))
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for module, buffers, plain, dicts, training in saved:
-                module.training = training
-                for k, (obj, value) in buffers.items():
-                    module._buffers[k] = obj
-                    if isinstance(obj, torch.Tensor) and value is not None and not obj.is_meta:
-                        obj.copy_(value)
-                for k in [k for k, v in module.__dict__.items() if not k.startswith("_") and k not in plain
-                          and isinstance(v, torch.Tensor) and k not in module._parameters]:
-                    del module.__dict__[k]  # a state tensor the run added
-                for k, v in plain.items():
-                    module.__dict__[k] = v
-                for k, d in dicts.items():
-                    module.__dict__[k].clear()
-                    module.__dict__[k].update(d)

@@ -12,7 +12,7 @@ does the per-site work and declares what the core needs to know: how the framewo
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -43,6 +43,7 @@ __all__ = [
     "Transaction",
     "framework_class",
     "hookimpl",
+    "restorer",
 ]
 
 
@@ -268,3 +269,15 @@ class NeuronSite:
 
     def __repr__(self) -> str:
         return f"NeuronSite({self.path!r}, {self.kind}, adapter={self.adapter!r})"
+
+
+def restorer(state: dict[Any, Any]) -> Callable[[], None]:
+    """A function that puts ``state`` (a framework's own state dict) back to its current contents, for
+    ``sg_save_state``."""
+    saved = dict(state)
+
+    def restore() -> None:
+        state.clear()
+        state.update(saved)
+
+    return restore

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._api import neuron_sites
 from ._errors import ConfigError
+from ._patching import neuron_sites
 from ._transaction import Transaction
 from ._validate import real
 from .adapter_api import NeuronSite

@@ -21,12 +21,12 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
-from ._api import neuron_sites
 from ._errors import ConfigError
 from ._names import short_names, shortened_note
+from ._patching import neuron_sites
+from ._plotting import legend, save_figure, subplots
 from ._validate import flag, option
 from .adapter_api import NeuronSite
-from .analysis.plotting import legend, save_figure, subplots
 from .stability import late_growth
 from .surrogates import Surrogate
 

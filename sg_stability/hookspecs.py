@@ -59,6 +59,16 @@ def sg_read_native(obj: Any) -> NativeReading | None:
     """
 
 
+@hookspec(firstresult=True)
+def sg_save_state(module: nn.Module) -> Callable[[], None] | None:
+    """Snapshot the framework's own state that ``module`` keeps outside torch's registries and its tensor
+    attributes (e.g. SpikingJelly's ``_memories`` dict), before a recorded run or a training race steps the model.
+
+    Return a function that puts that state back, or ``None`` if this adapter keeps no such state in ``module``.
+    Buffers, tensor attributes and the train/eval flag are saved by the core for every module.
+    """
+
+
 @hookspec(historic=True)
 def sg_register_surrogates(register: Callable[..., None]) -> None:
     """Add surrogate families: call ``register(cls, aliases=())`` for each

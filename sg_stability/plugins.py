@@ -24,6 +24,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
+from torch import nn
 
 from . import hookspecs
 from ._errors import ConfigError, NotConvertibleError, PluginLoadWarning, raw
@@ -226,6 +227,13 @@ def adapter_infos() -> list[AdapterInfo]:
 
 def find_neuron(module: Any, path: str) -> NeuronSite | None:
     return manager().hook.sg_find_neuron(module=module, path=path)
+
+
+def save_state(module: nn.Module) -> Callable[[], None] | None:
+    """A function that restores the framework state ``module`` keeps outside torch's registries (an adapter's
+    ``sg_save_state``), or None."""
+    restore: Callable[[], None] | None = manager().hook.sg_save_state(module=module)
+    return restore
 
 
 def read_native(obj: Any) -> NativeReading:

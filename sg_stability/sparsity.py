@@ -22,8 +22,8 @@ from typing import Any, Self
 import torch
 from torch import Tensor, nn
 
-from ._api import neuron_sites
 from ._errors import ConfigError
+from ._patching import neuron_sites
 from ._validate import flag, glob_patterns, option, real
 from .adapter_api import NeuronSite
 from .schedules import Constant, HardSwitch, Schedule, check_schedule

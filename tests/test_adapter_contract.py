@@ -92,7 +92,7 @@ def toy_adapter(driver: type[ToyDriver] = ToyDriver) -> Iterator[None]:
     """The toy adapter registered for the duration, claiming ToyNeurons with ``driver``."""
 
     class Adapter(ToyAdapter):
-        @sg.hookimpl(tryfirst=True)
+        @sg.adapter_api.hookimpl(tryfirst=True)
         def sg_find_neuron(self, module, path):
             site = super().sg_find_neuron(module, path)
             return driver(module).site(path) if site is not None else None
@@ -144,7 +144,7 @@ def test_the_analyzer_resets_state_through_the_driver():
         def reset_state(self) -> None:
             calls.append(self.module)
 
-    with toy_adapter(StatefulDriver), sg.analysis.traced(ToyNet(), torch.randn(4, 3)) as trace:
+    with toy_adapter(StatefulDriver), sg.recording.traced(ToyNet(), torch.randn(4, 3)) as trace:
         assert len(calls) == 3  # once per neuron, before the run
         trace.rerun()
         assert len(calls) == 6
@@ -159,13 +159,20 @@ def test_installed_is_what_the_handle_records():
     assert Installed({"act": 1}).note == ""
 
 
-def test_deprecated_names_still_work_and_warn():
+def test_names_that_left_the_top_level_still_work_and_warn():
     from toy_adapter import toy_step
 
     with toy_adapter():
-        with pytest.warns(DeprecationWarning, match="moved to sg_stability.read_native"):
-            reading = sg.surrogates.read_native(toy_step)
-        assert reading == sg.read_native(toy_step)
+        with pytest.warns(DeprecationWarning, match="moved to sg_stability.plugins.read_native"):
+            reading = sg.read_native(toy_step)
+        assert reading == sg.plugins.read_native(toy_step)
+    for name, home in [("hookimpl", sg.adapter_api), ("NeuronSite", sg.adapter_api), ("Transaction", sg.adapter_api)]:
+        with pytest.warns(DeprecationWarning, match=f"moved to sg_stability.adapter_api.{name}"):
+            assert getattr(sg, name) is getattr(home, name)
+        assert name not in sg.__all__
+    assert not hasattr(sg.surrogates, "read_native")  # the announced alias of the previous release is gone
+    with pytest.raises(AttributeError, match="no_such_name"):
+        sg.no_such_name  # noqa: B018
     snn = pytest.importorskip("snntorch")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 8), snn.Leaky(beta=0.9, init_hidden=True))

@@ -207,8 +207,8 @@ def test_stabilize_feed_forward_stack_installs_one_stable_choice_everywhere():
         # without surrogate gradient; it does neither
         assert len(passed) == handle.candidates.index(first)
         assert all("widens the gradient's spread" in p or "almost without surrogate gradient" in p for p in passed)
-        assert first.reach >= sg.analysis.MIN_REACH
-        assert first.spread <= sg.analysis.SPREAD_SLACK * handle.candidates.spread_now
+        assert first.reach >= sg.choosing.MIN_REACH
+        assert first.spread <= sg.choosing.SPREAD_SLACK * handle.candidates.spread_now
         for name in ("1", "3", "5"):
             installed = handle.report[name].surrogate
             assert (float(installed.dampening), float(installed.sharpness)) == (

@@ -32,16 +32,16 @@ def _is_private(name: str) -> bool:
 
 
 def _imports(name: str, path: Path) -> list[tuple[str, list[str], int]]:
-    """(imported module, names taken from it, line) for every import statement outside ``if TYPE_CHECKING``."""
+    """(imported module, names taken from it, line) for every import: statements anywhere (module level, inside a
+    function, under ``if TYPE_CHECKING``) and ``importlib.import_module("...")`` calls with a literal name."""
     tree = ast.parse(path.read_text())
-    guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)]
-    skipped = {id(n) for node in guarded for n in ast.walk(node)}
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
-        if isinstance(node, ast.Import):
+        if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("import_module") and node.args
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            out.append((node.args[0].value, [], node.lineno))
+        elif isinstance(node, ast.Import):
             out.extend((a.name, [], node.lineno) for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
             base = package
@@ -83,9 +83,9 @@ def test_no_private_name_is_imported_or_reached_across_modules():
     assert not problems, "\n".join(problems)
 
 
-def test_the_import_graph_has_no_cycle():
-    """Every import statement (module level or inside a function) between the package's modules; the implicit
-    import of a parent package is not an edge."""
+def _graph() -> dict[str, set[str]]:
+    """Every import between the package's modules (see :func:`_imports`); the implicit import of a parent package
+    is not an edge."""
     graph: dict[str, set[str]] = {name: set() for name in MODULES}
     for name, path in MODULES.items():
         for module, names, _ in _imports(name, path):
@@ -93,6 +93,10 @@ def test_the_import_graph_has_no_cycle():
                 if target in MODULES and target != name:
                     graph[name].add(target)
                     break
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
     cycle: list[str] = []
     state: dict[str, int] = {}
 
@@ -107,7 +111,15 @@ def test_the_import_graph_has_no_cycle():
         state[node] = 2
         return False
 
-    assert not any(visit(n, []) for n in sorted(graph) if n not in state), " -> ".join(cycle)
+    any(visit(n, []) for n in sorted(graph) if n not in state)
+    return cycle
+
+
+def test_the_import_graph_has_no_cycle():
+    """Type-checking imports, imports inside functions and ``import_module`` calls count too."""
+    graph = _graph()
+    cycle = _cycle(graph)
+    assert not cycle, " -> ".join(cycle)
     assert graph["sg_stability.surrogates._registry"] == {"sg_stability._errors", "sg_stability.surrogates._base",
                                                           "sg_stability.surrogates._families"}
 
@@ -142,10 +154,80 @@ def test_the_readme_architecture_names_every_part():
     assert not missing, f"README 'Architecture' does not name {missing}"
 
 
+def _package(module: str) -> str:
+    """The layer a module belongs to: its subpackage of sg_stability, or ``core`` for the top-level modules."""
+    parts = module.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and (ROOT / "sg_stability" / parts[1]).is_dir()):
+        return parts[1]
+    return "base" if module in BASE else "core"
+
+
+#: helpers every layer may use: errors, argument checks, display names, plots
+BASE = {"sg_stability._errors", "sg_stability._validate", "sg_stability._names", "sg_stability._plotting"}
+
+
+#: the layers, lowest first: a module imports only from its own layer and the ones below it (README: Architecture)
+LAYERS = ["base", "surrogates", "stability", "core", "adapters", "recording", "analysis", "init", "choosing", "testing"]
+
+
+def test_every_package_imports_only_from_the_layers_below_it():
+    problems = []
+    for name, targets in _graph().items():
+        if name == "sg_stability":  # the public surface re-exports every layer
+            continue
+        for target in targets:
+            low, high = _package(target), _package(name)
+            if target != "sg_stability" and LAYERS.index(low) > LAYERS.index(high):
+                problems.append(f"{name} ({high}) imports {target} ({low})")
+    assert not problems, "\n".join(sorted(problems))
+
+
+#: what a framework calls its own internals: the core must reach them only through an adapter's hooks
+FRAMEWORK_NAMES = {"snntorch", "spikingjelly", "norse", "_memories", "spike_grad", "surrogate_function",
+                   "surrogate_function1", "surrogate_function2"}
+
+
+def _identifiers(path: Path) -> set[str]:
+    """Names, attributes, imported modules and whole string constants of a module (not words inside a message)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Name):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            out.add(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.add(node.value)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            out.update(part for a in getattr(node, "names", []) for part in a.name.split("."))
+            out.update((getattr(node, "module", None) or "").split("."))
+    return out
+
+
+def test_the_core_names_no_framework():
+    """Framework knowledge lives in the adapters (reached through hooks such as ``sg_save_state``), never in the
+    core. ``plugins`` registers the built-in adapters by name, as entry points do."""
+    found = [f"{name}: {word}" for name, path in MODULES.items()
+             if _package(name) not in ("adapters",) and name != "sg_stability.plugins"
+             for word in sorted(FRAMEWORK_NAMES & _identifiers(path))]
+    assert not found, "\n".join(found)
+
+
 def test_the_checks_would_catch_a_violation(tmp_path, monkeypatch):
     """The scanners above find what they look for (a test that can fail)."""
     bad = tmp_path / "bad.py"
     bad.write_text("from ._errors import _secret\nfrom . import bad\n")
     assert _imports("sg_stability.bad", bad) == [("sg_stability._errors", ["_secret"], 1),
                                                  ("sg_stability", ["bad"], 2)]
+    hidden = tmp_path / "hidden.py"
+    hidden.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import X\n"
+                      "def f():\n    import importlib\n    return importlib.import_module('sg_stability.b')\n")
+    found = {m for m, _, _ in _imports("sg_stability.hidden", hidden)}
+    assert {"sg_stability.a", "sg_stability.b"} <= found
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []
+    assert _identifiers(bad) >= {"_errors", "_secret", "bad"}
+    spy = tmp_path / "spy.py"
+    spy.write_text("def f(m):\n    return m.__dict__['_memories'], 'a message naming spike_grad'\n")
+    assert "_memories" in _identifiers(spy) and "spike_grad" not in _identifiers(spy)
+    assert _package("sg_stability.choosing.race") == "choosing" and _package("sg_stability._handle") == "core"
     assert _defined_private_names(ast.parse("class A:\n    def _x(self): self._y = 1\n_z = 2\n")) == {"_x", "_y", "_z"}

@@ -571,7 +571,7 @@ def _valid(annotation: str, name: str) -> Any:
     one argument of the wrong type before it runs)."""
     by_annotation = [("Dynamics", lambda: sg.stability.Dynamics(leak=0.9, threshold=1.0)),
                      ("Surrogate", lambda: sg.surrogates.get("atan")),
-                     ("RecurrentLIF", lambda: sg.stability.RecurrentLIF(4, 4)),
+                     ("RecurrentLIF", lambda: sg.testing.RecurrentLIF(4, 4)),
                      ("Callable", lambda: (lambda *a: 1.0)), ("Generator", torch.Generator),
                      ("torch.Generator", torch.Generator), ("bool", lambda: False),
                      ("Sequence[Tensor]", lambda: [torch.rand(4)]), ("list[Tensor]", lambda: [torch.rand(4, 4)]),

@@ -20,7 +20,7 @@ import torch
 
 import sg_stability as sg
 from sg_stability.analysis.estimates import column_mean_squares, input_weight
-from sg_stability.analysis.tracing import probe_grads
+from sg_stability.recording.probes import probe_grads
 from sg_stability.stability import _checks
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
@@ -36,7 +36,7 @@ def _per_probe(outputs, draws, tensors):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_all_probes_in_one_backward_pass_equal_one_pass_per_probe(framework):
     model, x = shd_networks.tiny(framework)
-    with sg.analysis.traced(model, x) as trace:
+    with sg.recording.traced(model, x) as trace:
         records = trace.ordered()
         inputs = [(i, None) for r in records for i in r.inputs if isinstance(i, torch.Tensor) and i.requires_grad]
         out = trace.output
@@ -149,11 +149,11 @@ def test_the_input_weight_read_with_inputs_up_to_the_gain_gives_the_multiplied_w
 def test_a_layer_gain_measured_through_a_whole_sequence_input_equals_one_plain_pass_per_step_and_probe(model_name):
     import shipped_models
 
-    from sg_stability.analysis.measure import measured_layer
-    from sg_stability.analysis.tracing import value
+    from sg_stability.analysis.gradients import measured_layer
+    from sg_stability.recording.records import value
 
     m = shipped_models.MODELS[model_name]("small")
-    with sg.analysis.traced(m.model, m.sample, run=m.run) as trace:
+    with sg.recording.traced(m.model, m.sample, run=m.run) as trace:
         records = trace.ordered()
         checked = 0
         for rec, nxt in itertools.pairwise(records):
@@ -182,10 +182,10 @@ def test_a_layer_gain_measured_through_a_whole_sequence_input_equals_one_plain_p
 
 
 def test_probes_beyond_the_memory_budget_are_split_into_passes_with_the_same_result(monkeypatch):
-    from sg_stability.analysis import tracing
+    from sg_stability.recording import probes
 
     model, x = shd_networks.tiny("norse")
-    with sg.analysis.traced(model, x) as trace:
+    with sg.recording.traced(model, x) as trace:
         inputs = [(i, None) for r in trace.ordered() for i in r.inputs if isinstance(i, torch.Tensor)
                   and i.requires_grad]
         out = trace.output
@@ -198,7 +198,7 @@ def test_probes_beyond_the_memory_budget_are_split_into_passes_with_the_same_res
             passes.append(kwargs.get("is_grads_batched", False))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(tracing, "PROBE_BYTES", 2 * size)  # two probes per pass: 2 + 2 + 1
+        monkeypatch.setattr(probes, "PROBE_BYTES", 2 * size)  # two probes per pass: 2 + 2 + 1
         monkeypatch.setattr(torch.autograd, "grad", counted)
         got = probe_grads([out], draws, inputs)
         monkeypatch.undo()

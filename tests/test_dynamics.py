@@ -135,9 +135,9 @@ def _membrane(neuron: nn.Module, run: Callable[..., Any] | None) -> tuple[torch.
     model = nn.Sequential(nn.Linear(1, 1, bias=False), neuron)
     with torch.no_grad():
         model[0].weight.fill_(1.0)
-    with sg.analysis.traced(model, _impulse(), run=run) as trace:
+    with sg.recording.traced(model, _impulse(), run=run) as trace:
         (rec,) = trace.ordered()
-        v = torch.stack([sg.analysis.tracing.value(s).detach().double() for s in rec.spike_steps()])
+        v = torch.stack([sg.recording.records.value(s).detach().double() for s in rec.spike_steps()])
         return v.flatten(1)[:, 0] + THRESHOLD, rec.site.driver.dynamics()
 
 
@@ -212,7 +212,7 @@ def test_a_linear_recurrent_container_feeds_back_through_the_recurrent_weight_th
     net, run = _container_net(inner)
     body = net[1]
     x = torch.rand(12, 3, 8) * 4
-    with sg.analysis.traced(net, x, run=run, grad=False) as trace:
+    with sg.recording.traced(net, x, run=run, grad=False) as trace:
         rec = trace.ordered()[0]
         w_in, w_rec = rec.weights()
         n_in = body.rc.weight.shape[0]

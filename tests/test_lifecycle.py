@@ -24,7 +24,6 @@ make = shd_networks.tiny
 
 def input_grad(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     xx = x.clone().requires_grad_()
-    sg.analysis.tracing.neuron_sites(model, "test")  # a model the adapters claim
     for site in sg.find_neurons(model):
         site.driver.reset_state()
     out = model(xx)

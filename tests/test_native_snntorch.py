@@ -91,7 +91,7 @@ def test_not_convertible_says_exactly_why(make, keyword):
     assert keyword in e.value.reason
     msg = str(e.value)
     assert "got:" in msg and "allowed:" in msg and "fix:" in msg
-    reading = sg.read_native(obj)
+    reading = sg.plugins.read_native(obj)
     assert reading.surrogate is None and reading.reason == e.value.reason
 
 

@@ -175,7 +175,7 @@ def test_from_native_matches_norse_backward(method, alpha):
 
 
 def test_superspike_reading_is_version_aware():
-    reading = sg.read_native(norse.LIFParameters())  # method 'super', alpha 100
+    reading = sg.plugins.read_native(norse.LIFParameters())  # method 'super', alpha 100
     uses_alpha = norse_adapter.superspike_uses_alpha()
     # Norse 1.1.0 ignores alpha (1 / (|x| + 1)^2); Norse main (#403) uses it (1 / (alpha |x| + 1)^2)
     assert reading.surrogate.params() == {"dampening": 1.0, "sharpness": 50.0 if uses_alpha else 0.5}

@@ -11,7 +11,7 @@ from torch import nn
 from toy_adapter import ToyAdapter, ToyDriver, ToyNet, toy_step
 
 import sg_stability as sg
-from sg_stability import Transaction
+from sg_stability.adapter_api import Transaction
 from sg_stability.testing import module_fingerprint, verify_patch
 
 snn = pytest.importorskip("snntorch")

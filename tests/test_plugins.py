@@ -25,7 +25,7 @@ GOOD = '''
 import sg_stability as sg
 from sg_stability.adapter_api import AdapterInfo
 
-@sg.hookimpl
+@sg.adapter_api.hookimpl
 def sg_adapter_info():
     return AdapterInfo(name="goodplug", framework="goodplug_framework")
 '''
@@ -33,7 +33,7 @@ BROKEN = "raise ImportError('goodbye: a dependency of this plugin is missing')\n
 MISSPELLED = '''
 import sg_stability as sg
 
-@sg.hookimpl
+@sg.adapter_api.hookimpl
 def sg_find_neuronz(module, path):
     return None
 '''
@@ -115,7 +115,7 @@ def test_adapters_do_not_import_their_framework():
 
 def test_register_rejects_an_invalid_plugin():
     class Bad:
-        @sg.hookimpl
+        @sg.adapter_api.hookimpl
         def sg_find_neuron(self, module, path, extra_argument):
             return None
 
@@ -139,7 +139,7 @@ def test_hook_sg_find_neuron():
     snn = pytest.importorskip("snntorch")
 
     class Override:
-        @sg.hookimpl
+        @sg.adapter_api.hookimpl
         def sg_find_neuron(self, module, path):
             if isinstance(module, snn.Leaky):
                 return NeuronSite(path, module, "override", "override.Leaky", ToyDriver(module))
@@ -159,7 +159,7 @@ def test_hook_sg_read_native():
         return x
 
     class Reader:
-        @sg.hookimpl
+        @sg.adapter_api.hookimpl
         def sg_read_native(self, obj):
             if obj is native:
                 return NativeReading(source="myframework.native", surrogate=sg.surrogates.Gaussian(0.4, 2.0))
@@ -199,7 +199,7 @@ class Bump(sg.surrogates.Surrogate):
 
 def test_hook_sg_register_surrogates():
     class Families:
-        @sg.hookimpl
+        @sg.adapter_api.hookimpl
         def sg_register_surrogates(self, register):
             register(Bump, aliases=["smooth_bump"])
 

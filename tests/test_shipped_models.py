@@ -11,8 +11,8 @@ import torch
 from shipped_models import MODELS, Shipped
 
 import sg_stability as sg
-from sg_stability.analysis import SPREAD_SLACK, measure
-from sg_stability.testing import verify_patch
+from sg_stability.choosing import SPREAD_SLACK
+from sg_stability.testing import measure, verify_patch
 
 FAMILIES = ["rectangular", "triangular", "exponential", "gaussian", "sigmoid", "fast_sigmoid", "q_pseudospike", "atan"]
 
@@ -153,7 +153,7 @@ def test_stabilize_rescales_the_dampening_per_layer_and_an_interrupt_there_leave
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("sg_stability.analysis.choice.recorded_spread", interrupted)
+    monkeypatch.setattr("sg_stability.choosing.choice.recorded_spread", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sg.stabilize(m.model, m.sample, run=m.run, progress=False)
     assert not sg.is_patched(m.model)

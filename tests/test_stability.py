@@ -13,6 +13,7 @@ import torch
 
 import sg_stability as sg
 from sg_stability import stability as st
+from sg_stability import testing as sg_testing
 from sg_stability.surrogates import families, get
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +169,7 @@ def test_data_gain_of_one_sample_is_the_autograd_jacobian(reset, reset_grad):
     (Hard resets with a differentiated reset are left out: their reset derivative depends on the membrane value
     and is modelled at v = theta, a documented approximation.)"""
     torch.manual_seed(3)
-    layer = st.RecurrentLIF(5, 4, leak=0.7, threshold=0.4, reset=reset, reset_grad=reset_grad,
+    layer = sg_testing.RecurrentLIF(5, 4, leak=0.7, threshold=0.4, reset=reset, reset_grad=reset_grad,
                             surrogate="gaussian", weight_scale=2.0)
     y = torch.tensor([0.35, 0.9, 0.1, 0.45])  # two below threshold, two above
     current = torch.randn(4)
@@ -245,7 +246,7 @@ def test_depth_dampening_hand_value():
 def test_calibrate_hits_unit_measured_gain():
     """Choose beta from recorded membranes, then measure the Jacobian with the new surrogate: g = 1."""
     torch.manual_seed(4)
-    layer = st.RecurrentLIF(200, 128, leak=0.9, threshold=1.0, weight_scale=3.0, input_scale=3.0)
+    layer = sg_testing.RecurrentLIF(200, 128, leak=0.9, threshold=1.0, weight_scale=3.0, input_scale=3.0)
     z = (torch.rand(60, 16, 200) < 0.05).float()
     with torch.no_grad():
         _, membranes = layer(z)
@@ -254,15 +255,15 @@ def test_calibrate_hits_unit_measured_gain():
     assert verdict.feasible
     layer.surrogate = layer.surrogate.replace(sharpness=verdict.value)
     # Hutchinson estimate with 8 probes over 4 x 16 x 128 rows: a few per cent of noise at most
-    assert st.measured_jacobian_gain(layer, z) == pytest.approx(1.0, rel=0.03)
+    assert sg_testing.measured_jacobian_gain(layer, z) == pytest.approx(1.0, rel=0.03)
 
 
 def test_bptt_growth_per_step_of_a_pure_leak():
     # no recurrent weights, detached reset: dL/dy_t = alpha^(T-1-t) u exactly
-    layer = st.RecurrentLIF(10, 8, leak=0.8, recurrent=False)
+    layer = sg_testing.RecurrentLIF(10, 8, leak=0.8, recurrent=False)
     z = (torch.rand(20, 4, 10) < 0.3).float()
-    norms = st.bptt_norms(layer, z)
-    assert st.growth_per_step(norms) == pytest.approx(0.8, rel=1e-5)
+    norms = sg_testing.bptt_norms(layer, z)
+    assert sg_testing.growth_per_step(norms) == pytest.approx(0.8, rel=1e-5)
 
 
 # -- prediction vs measurement (small version of benchmarks/validate_stability.py) --------------------------

@@ -13,7 +13,7 @@ import shd_networks
 import torch
 
 import sg_stability as sg
-from sg_stability.analysis.shortlist import measure_recorded
+from sg_stability.choosing.shortlist import measure_recorded
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
 
@@ -48,7 +48,7 @@ def test_a_switched_surrogate_gives_the_gradients_of_the_model_patched_with_it(f
     paths = [s.path for s in sg.find_neurons(model)]
     per_layer = {paths[0]: chosen[0], paths[-1]: chosen[1]}
     leaves: list[torch.Tensor] = []
-    with sg.analysis.traced(model, x, run=_run_keeping_input(leaves)) as trace:
+    with sg.recording.traced(model, x, run=_run_keeping_input(leaves)) as trace:
         got = {}
         for k, s in enumerate(chosen):
             with trace.switched(s):
@@ -74,8 +74,8 @@ def test_measurements_on_one_recorded_run_match_a_run_per_surrogate(framework):
     model, x = shd_networks.tiny(framework)
     s = sg.surrogates.get("fast_sigmoid", dampening=0.2, sharpness=3.0)
     with sg.patch(model, surrogate=s, builtin=False):  # the model as patched, measured on its own run
-        want = sg.analysis.measure(model, x, None)
-    with sg.analysis.traced(model, x) as trace, trace.switched(s):
+        want = sg.testing.measure(model, x, None)
+    with sg.recording.traced(model, x) as trace, trace.switched(s):
         got = measure_recorded(trace)
     assert got.growth == pytest.approx(want.growth, rel=1e-6)
     assert got.spread == pytest.approx(want.spread, rel=1e-6)
@@ -87,7 +87,7 @@ def test_measurements_on_one_recorded_run_match_a_run_per_surrogate(framework):
 def test_the_switch_is_left_as_it_was_after_the_block_also_on_failure():
     model, x = shd_networks.tiny("snntorch")
     s = sg.surrogates.get("gaussian")
-    with sg.analysis.traced(model, x) as trace:
+    with sg.recording.traced(model, x) as trace:
         with pytest.raises(KeyboardInterrupt), trace.switched(s):
             assert trace.switch.choice is s
             raise KeyboardInterrupt
@@ -101,7 +101,7 @@ def test_a_recorded_run_is_freed_when_its_trace_ends(framework):
     import weakref
 
     model, x = shd_networks.tiny(framework)
-    with sg.analysis.traced(model, x) as trace, trace.switched(sg.surrogates.get("gaussian")):
+    with sg.recording.traced(model, x) as trace, trace.switched(sg.surrogates.get("gaussian")):
         recorded = weakref.ref(trace.ordered()[0].calls[-1])
         measure_recorded(trace)
     del trace

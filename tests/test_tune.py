@@ -11,7 +11,7 @@ from torch import nn
 
 import sg_stability as sg
 from sg_stability import datasets
-from sg_stability._tune import RUNGS
+from sg_stability.choosing.race import RUNGS
 
 snn = pytest.importorskip("snntorch")
 
@@ -84,7 +84,7 @@ def test_tune_restores_the_weights_and_installs_the_winner():
                      lr=5e-3, progress=False)
     after = params(model)
     assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    report = handle.tuning
+    report = handle.race
     assert report.best.surrogate in cands
     installed = next(iter(handle.surrogates.values()))
     assert isinstance(installed, sg.surrogates.Surrogate)
@@ -111,8 +111,8 @@ def test_cost_is_what_successive_halving_trains():
     steps = len(batches) * epochs
     expected = sum(k * (round(f * steps) - (round(RUNGS[i - 1] * steps) if i else 0))
                    for i, (k, f) in enumerate(zip(keep, RUNGS, strict=True)))
-    assert handle.tuning.cost_epochs == pytest.approx(expected / len(batches))
-    assert handle.tuning.cost_runs == pytest.approx(expected / steps)
+    assert handle.race.cost_epochs == pytest.approx(expected / len(batches))
+    assert handle.race.cost_runs == pytest.approx(expected / steps)
     handle.remove()
 
 
@@ -148,7 +148,7 @@ def test_the_race_looks_past_the_first_rung():
     model, batches, _, _ = task()
     handle = sg.tune(model, batches[0][0], batches[:2], loss_fn=script.loss, val_batches=["val"], score=script.score,
                      epochs=2, candidates=[fs(1.0, b) for b in (1.0, 2.0, 3.0, 4.0)], progress=False)
-    assert float(handle.tuning.best.surrogate.sharpness) == 2.0
+    assert float(handle.race.best.surrogate.sharpness) == 2.0
     assert script.calls == {1.0: 3, 2.0: 3, 3.0: 3, 4.0: 1}  # the best three of four survive the first rung
     handle.remove()
 
@@ -159,8 +159,8 @@ def test_until_a_candidate_learns_the_shortlist_order_decides():
     model, batches, _, _ = task()
     handle = sg.tune(model, batches[0][0], batches[:2], loss_fn=script.loss, val_batches=["val"], score=script.score,
                      epochs=2, candidates=[fs(1.0, b) for b in (1.0, 2.0, 3.0, 4.0)], progress=False)
-    assert float(handle.tuning.best.surrogate.sharpness) == 1.0
-    assert "*" in str(handle.tuning)
+    assert float(handle.race.best.surrogate.sharpness) == 1.0
+    assert "*" in str(handle.race)
     handle.remove()
 
 
@@ -168,7 +168,7 @@ def test_tune_plot_is_a_png(tmp_path):
     model, batches, val, _ = task()
     handle = sg.tune(model, batches[0][0], batches, loss_fn=loss_fn, val_batches=val, epochs=1,
                      candidates=[fs(1.0, 0.5), fs(1.0, 4.0)], progress=False)
-    path = handle.tuning.plot(tmp_path / "tune.png")
+    path = handle.race.plot(tmp_path / "tune.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     handle.remove()
 
@@ -197,7 +197,7 @@ def test_bad_input_is_a_four_part_error_and_leaves_the_model(kwargs, words):
 
 # -- the shortlist --------------------------------------------------------------------------------------------
 def test_candidates_span_widths_and_areas_in_threshold_units():
-    from sg_stability.analysis import AREAS, GROWTH_LIMIT, SHARPNESS_UNITS
+    from sg_stability.choosing import AREAS, GROWTH_LIMIT, SHARPNESS_UNITS
 
     model, batches, _, _ = task()
     x = batches[0][0]
@@ -232,7 +232,7 @@ def test_candidates_span_widths_and_areas_in_threshold_units():
 
 
 def test_reach_counts_points_above_half_the_peak():
-    from sg_stability.analysis import reach
+    from sg_stability.choosing.shortlist import reach
 
     v = torch.tensor([-2.0, -0.4, -0.1, 0.0, 0.3, 1.0])
     # fast sigmoid f(u) = 1/(1 + 2|u|)^2 >= 1/2  <=>  |u| <= (sqrt(2) - 1)/2 = 0.2071; u = sharpness * v
@@ -243,7 +243,7 @@ def test_reach_counts_points_above_half_the_peak():
 def test_growth_is_measured_by_autograd():
     # with a negligible dampening the surrogate paths vanish and the BPTT growth is the leak (0.9)
     model, batches, _, _ = task()
-    from sg_stability.analysis import bptt_growth
+    from sg_stability.testing import bptt_growth
 
     assert bptt_growth(model, batches[0][0], fs(1e-6, 1.0)) == pytest.approx(0.9, abs=2e-3)
     assert bptt_growth(model, batches[0][0], fs(1.0, 0.5)) > 0.9
@@ -254,7 +254,7 @@ def test_stabilize_with_batches_runs_the_race_over_the_shortlist():
     model, batches, val, _ = task()
     handle = sg.stabilize(model, batches[0][0], batches=batches, loss_fn=loss_fn, val_batches=val, epochs=2,
                           progress=False)
-    assert handle.tuning is not None and len(handle.tuning.candidates) == len(handle.candidates)
+    assert handle.race is not None and len(handle.race.candidates) == len(handle.candidates)
     assert any("training race" in n for n in handle.notes)
     assert handle.report is not None and handle.report.layers[0].surrogate.family == "fast_sigmoid"
     handle.remove()
@@ -309,7 +309,7 @@ def test_a_one_shot_iterator_of_batches_is_read_once_and_reused():
                      candidates=[fs(1.0, 0.5), fs(0.3, 1.5)], progress=False)
     steps = 2 * len(batches)
     # both candidates trained for every epoch's batches up to 3/4 of the budget: nothing ran dry
-    assert handle.tuning.cost_epochs == pytest.approx(2 * round(0.75 * steps) / len(batches))
+    assert handle.race.cost_epochs == pytest.approx(2 * round(0.75 * steps) / len(batches))
     handle.remove()
 
 

@@ -48,17 +48,17 @@ class ToyDriver(NeuronDriver):
 class ToyAdapter:
     """Plugin object: ``sg.plugins.register(ToyAdapter())``."""
 
-    @sg.hookimpl
+    @sg.adapter_api.hookimpl
     def sg_adapter_info(self):
         return AdapterInfo(name="toy", framework="toy_adapter", description="test adapter")
 
-    @sg.hookimpl
+    @sg.adapter_api.hookimpl
     def sg_find_neuron(self, module, path):
         if isinstance(module, ToyNeuron):
             return ToyDriver(module).site(path)
         return None
 
-    @sg.hookimpl
+    @sg.adapter_api.hookimpl
     def sg_read_native(self, obj):
         if obj is toy_step:
             return NativeReading(source="toy_adapter.toy_step", reason="straight-through: gradient 1 everywhere")

@@ -94,8 +94,8 @@ def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
                              loss_fn=loss_fn, val_batches=[(val.x, val.y)], score=score, epochs=task.epochs,
                              optimizer=lambda m: torch.optim.Adam(m.param_groups(task.lr)), seed=job_seed,
                              progress=False)
-            return {"chosen": handle.tuning.best.label, "cost_runs": handle.tuning.cost_runs,
-                    "tuning": str(handle.tuning)}
+            return {"chosen": handle.race.best.label, "cost_runs": handle.race.cost_runs,
+                    "tuning": str(handle.race)}
         return tune
     if method.startswith("sparsity_"):
         from sg_stability.schedules import Constant, LinearRamp

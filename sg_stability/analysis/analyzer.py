@@ -1,11 +1,10 @@
-"""``sg.analyze(model, sample)``: per spiking layer, firing statistics, three estimates of the gradient gain
-(theory, data-driven, measured) and recommended surrogate parameters, for models of any adapter's framework.
+"""The per-layer stability report: firing statistics, three estimates of the gradient gain (theory, data-driven,
+measured) and recommended surrogate parameters, for models of any adapter's framework.
 
-Data flow: :func:`~.tracing.traced` records one run (membranes, inputs, wiring) -> per layer, the estimators of
-:mod:`.estimates` for the kind of gain that governs it, and the autograd measurements of :mod:`.measure` ->
-a :class:`~.report.LayerReport` with a diagnosis -> the :class:`~.report.StabilityReport`; :func:`analyze`
-adds what ``sg.stabilize`` would install (:mod:`.choice`, from the shortlist of :mod:`.shortlist`) as
-``report.recommendation``.
+Data flow: :func:`sg_stability.recording.traced` records one run (membranes, inputs, wiring) -> per layer, the
+estimators of :mod:`.estimates` for the kind of gain that governs it, and the autograd measurements of
+:mod:`.gradients` -> a :class:`~.report.LayerReport` with a diagnosis -> the :class:`~.report.StabilityReport`.
+``sg.analyze`` (:mod:`sg_stability.choosing.recommend`) adds what ``sg.stabilize`` would install.
 """
 
 from __future__ import annotations
@@ -21,14 +20,13 @@ from torch import nn
 from .. import stability as cond
 from .._errors import ConfigError, did_you_mean, raw
 from .._validate import integer, real
-from ..surrogates import Surrogate, get
+from ..recording import Record, Run, StepRef, Trace, traced
+from ..recording.records import value
+from ..recording.sample_checks import with_time_dim
+from ..surrogates import Surrogate
 from . import estimates as est
-from .choice import first_choice
-from .measure import gradient_norms, measured_layer, measured_temporal
+from .gradients import gradient_norms, measured_layer, measured_temporal
 from .report import LayerReport, StabilityReport
-from .sample import with_time_dim
-from .shortlist import shortlist
-from .tracing import Record, Run, StepRef, Trace, traced, value
 
 
 @dataclass
@@ -109,33 +107,6 @@ def analyze_trace(trace: Trace, *, probes: int = 4, seed: int = 0, target: float
         layers.append(_layer_report(rec, nxt, ctx, goal))
     return StabilityReport(layers, ctx.steps)
 
-
-def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
-            probes: int = 4, seed: int = 0, target: float | dict[str, float] = 1.0,
-            time_dim: int | None = None) -> StabilityReport:
-    """Analyze every spiking layer of ``model`` on ``sample`` before training, and recommend a surrogate.
-
-    ``run(model, sample)`` runs the model on the whole sequence (default ``model(sample)``, after resetting
-    neuron states). ``surrogate`` analyzes all layers with that surrogate instead of the ones they hold (and the
-    recommendation keeps its family). ``target`` is the gain the paper's Conditions III and IV aim at (1: neither
-    growth nor decay), per layer name when a mapping. ``report.recommendation`` is the decision
-    :func:`sg_stability.stabilize` makes without training data (with its defaults; the same code on the same
-    measurements): the shortlist's candidate (``report.recommended``; None where each layer keeps its own), a
-    per-layer dampening where one dampening would widen the gradient's spread across layers, and why.
-    ``time_dim`` names the sample's time dimension when it is not 0 (e.g. 1 for ``[batch, time, ...]``): the
-    sample is moved time-first before ``run`` (or the model) sees it, and the steps the model took are checked
-    against that dimension.
-    The model is left exactly as it was. See :class:`StabilityReport` and :class:`LayerReport`.
-    """
-    check_options(probes, seed, target)
-    family = get(surrogate) if surrogate is not None else get("fast_sigmoid")
-    with traced(model, sample, run=with_time_dim(run, time_dim), surrogate=surrogate) as trace:  # one forward pass
-        report = analyze_trace(trace, probes=probes, seed=seed, target=target)
-        pool = shortlist(trace, family, seed, spreads=False)
-        report.passed_over = pool.preferred()[1]
-        report.recommendation = first_choice(pool, trace, seed)
-        report.recommended = report.recommendation.candidate
-    return report
 
 
 def _layer_report(rec: Record, nxt: Record | None, ctx: _RunContext, goal: float) -> LayerReport:

@@ -11,9 +11,9 @@ from typing import Any
 from torch import Tensor
 
 from .._names import short_names, shortened_note
+from .._plotting import legend, save_figure, subplots
 from ..stability import Dynamics, Verdict, late_growth
 from ..surrogates import Surrogate
-from .plotting import legend, save_figure, subplots
 
 
 @dataclass

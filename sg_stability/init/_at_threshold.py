@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .. import stability as cond
-from ..analysis import Run
+from ..recording import Run
 from ._layers import InitLayer, run_per_layer
 from ._report import InitReport, Writer
 

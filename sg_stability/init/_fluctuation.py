@@ -12,7 +12,7 @@ from torch import nn
 
 from .._errors import ConfigError
 from .._validate import real
-from ..analysis import Run
+from ..recording import Run
 from ._layers import InitLayer, run_per_layer
 from ._report import InitReport, Writer
 

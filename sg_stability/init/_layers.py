@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import flag
-from ..analysis import Record, Run, Trace, traced
-from ..analysis.tracing import value
-from ..analysis.wiring import affine_parameters
+from ..recording import Record, Run, Trace, traced
+from ..recording.records import value
+from ..recording.wiring import affine_parameters
 from ..stability import Dynamics
 from ._report import InitReport, Writer, check_parametrized
 

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import flag, integer, real
-from ..analysis import Run, traced
-from ..analysis.wiring import affine_parameters
+from ..recording import Run, traced
+from ..recording.wiring import affine_parameters
 from ._layers import InitLayer, layers_of, rate_of
 from ._report import InitReport, Writer, check_parametrized
 

@@ -4,7 +4,6 @@
 - ``_moments``: the mean-square gain of the transition derivative and the moments of sigma' (theory);
 - ``_conditions``: Conditions I-IV, the depth rule and the root finder (model and reset kinds documented there);
 - ``_gains``: data-driven and measured gains, the Hutchinson estimator and the growth formula;
-- ``reference``: a recurrent LIF layer that follows the model exactly (the ground truth in tests).
 """
 
 from ._checks import RESETS, Dynamics, Reset, Verdict
@@ -19,29 +18,22 @@ from ._conditions import (
     threshold_drive,
 )
 from ._gains import (
-    bptt_norms,
     calibrate,
     data_gain,
     data_moments,
-    growth_per_step,
     hutchinson_rms,
     late_growth,
     layer_gain,
-    measured_jacobian_gain,
-    measured_layer_gain,
     probe_steps,
     rademacher,
 )
 from ._moments import mean_square_gain, theory_gain, theory_moments, uniform_gain, uniform_moment, voltage_range
-from .reference import RecurrentLIF
 
 __all__ = [
     "RESETS",
     "Dynamics",
-    "RecurrentLIF",
     "Reset",
     "Verdict",
-    "bptt_norms",
     "calibrate",
     "condition_i",
     "condition_ii",
@@ -50,14 +42,11 @@ __all__ = [
     "data_gain",
     "data_moments",
     "depth_dampening",
-    "growth_per_step",
     "hutchinson_rms",
     "late_growth",
     "layer_gain",
     "log_grid",
     "mean_square_gain",
-    "measured_jacobian_gain",
-    "measured_layer_gain",
     "probe_steps",
     "rademacher",
     "solve_gain",

@@ -23,7 +23,6 @@ from ..surrogates import Surrogate
 from ._checks import Dynamics, Verdict
 from ._conditions import solve_gain
 from ._moments import PreparedWeights, mean_square_gain
-from .reference import RecurrentLIF
 
 
 @checked
@@ -103,72 +102,12 @@ def hutchinson_rms(outputs: Sequence[Tensor], vjp: Callable[[int, Tensor], Tenso
 
 
 @checked
-def hutchinson_gain(pairs: Sequence[tuple[Tensor, Tensor]], probes: int, seed: int) -> float:
-    """Root mean-square row norm of the Jacobians d out / d inp over ``(out, inp)`` pairs (rows = ``out`` entries),
-    from ``probes`` vector-Jacobian products each (:func:`hutchinson_rms`)."""
-    def vjp(k: int, u: Tensor) -> Tensor:
-        out, inp = pairs[k]
-        return torch.autograd.grad(out, inp, u, retain_graph=True)[0]
-
-    gain = hutchinson_rms([out for out, _ in pairs], vjp, probes, torch.Generator().manual_seed(seed))
-    return gain if gain is not None else math.nan
-
-
-@checked
 def layer_gain(w: Tensor, sg2: Tensor) -> float:
     """Feed-forward gain from one spiking layer to the next at the same step: the root mean-square row norm of
     ``dI_next/dv = W diag(sigma'(v))``, i.e. ``sqrt(mean_k sum_j W_kj^2 E[sigma'(v_j)^2])`` (``W``: next layer's
     weight, ``[n_next, n]``; ``sg2``: per-neuron ``E[sigma'^2]`` of this layer, from theory or data)."""
     w64 = w.detach().double()
     return math.sqrt(float(((w64 * w64) @ sg2.double()).mean()))
-
-
-@checked
-def measured_layer_gain(lower: RecurrentLIF, upper_weight: Tensor, z: Tensor, steps: Sequence[int] | None = None,
-                        probes: int = 8, seed: int = 0) -> float:
-    """Layer-to-layer gradient ratio by autograd: ``||dL/dv_lower|| / ||dL/dI_upper||`` at the same step, for
-    ``L = <u, I_upper>`` (u Rademacher), root-mean-square over ``steps``, probes and batch, per receiving row."""
-    with torch.no_grad():
-        _, membranes = lower(z)
-    steps = list(steps) if steps is not None else probe_steps(len(membranes))
-    pairs = []
-    for t in steps:
-        y = membranes[t].detach().requires_grad_(True)
-        pairs.append((lower.surrogate(y - lower.threshold) @ upper_weight.detach().T, y))
-    return hutchinson_gain(pairs, probes, seed)
-
-
-@checked
-def measured_jacobian_gain(layer: RecurrentLIF, z: Tensor, steps: Sequence[int] | None = None,
-                           probes: int = 8, seed: int = 0) -> float:
-    """Root mean-square row norm of ``dy_{t+1}/dy_t`` of a :class:`RecurrentLIF`, by autograd, averaged over
-    ``steps`` (default: 4 steps in the second half of the sequence) and the batch."""
-    with torch.no_grad():
-        _, membranes = layer(z)
-    currents = layer.w_in(z).detach()
-    steps = list(steps) if steps is not None else probe_steps(len(membranes) - 1)
-    pairs = []
-    for t in steps:
-        y = membranes[t].detach().requires_grad_(True)
-        pairs.append((layer.step(y, currents[t + 1]), y))
-    return hutchinson_gain(pairs, probes, seed)
-
-
-@checked
-def bptt_norms(layer: RecurrentLIF, z: Tensor, seed: int = 0) -> Tensor:
-    """``||dL/dy_t||`` for every t, with ``L = <u, y_T>`` (u Rademacher) at the last step: how a gradient
-    injected at the end travels back through time."""
-    membranes: list[Tensor]
-    _, membranes = layer(z)
-    for y in membranes:
-        y.retain_grad()
-    gen = torch.Generator().manual_seed(seed)
-    last = membranes[-1]
-    u = torch.randint(0, 2, last.shape, generator=gen).to(device=last.device, dtype=last.dtype) * 2 - 1
-    (membranes[-1] * u).sum().backward()
-    return torch.stack([y.grad.double().norm() if y.grad is not None
-                        else torch.zeros((), dtype=torch.float64, device=y.device)
-                        for y in membranes])
 
 
 @checked

@@ -39,14 +39,3 @@ __all__ = [
     "register_family",
 ]
 
-
-def __getattr__(name: str) -> object:
-    # Deprecated homes of the native readers (0.1.0.dev0); reading framework objects belongs to the plugin layer.
-    if name in ("from_native", "read_native"):
-        import importlib
-        import warnings
-
-        warnings.warn(f"sg_stability.surrogates.{name} moved to sg_stability.{name}; the old name will be removed "
-                      "in the next release", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module("sg_stability.plugins"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

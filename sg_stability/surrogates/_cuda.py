@@ -12,12 +12,24 @@ surrogate's parameters in place makes it rebuild instead of keeping stale consta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
 
 from .._errors import ConfigError, raw
 
-if TYPE_CHECKING:
-    from ._base import Surrogate
+
+class CodeSource(Protocol):
+    """What the code generator reads of a surrogate (:class:`~._base.Surrogate` provides it)."""
+
+    family: ClassVar[str]
+
+    def params(self) -> Mapping[str, Any]: ...
+
+    @property
+    def tail_value(self) -> float: ...
+
+    @staticmethod
+    def cuda_float(x: str, prefix: str, gamma: float, beta: float, tail: float) -> tuple[str, str]: ...
 
 
 def literal(value: float) -> str:
@@ -25,7 +37,7 @@ def literal(value: float) -> str:
     return f"{float(value):.9e}f"
 
 
-def _scalar_params(surrogate: Surrogate) -> tuple[float, ...] | str:
+def _scalar_params(surrogate: CodeSource) -> tuple[float, ...] | str:
     values = []
     for name, value in surrogate.params().items():
         if not isinstance(value, float):
@@ -39,7 +51,7 @@ class CudaCodegen:
     the declared target (``'const float grad_s_to_h'``); ``legacy=True``: ``(x, y, dtype in {'fp32',
     'fp16'})`` where the snippet declares ``y`` itself (SpikingJelly's older QIF/EIF/Izhikevich kernels)."""
 
-    def __init__(self, surrogate: Surrogate, legacy: bool) -> None:
+    def __init__(self, surrogate: CodeSource, legacy: bool) -> None:
         self._family = type(surrogate)
         self._params = _scalar_params(surrogate)
         self._tail = surrogate.tail_value

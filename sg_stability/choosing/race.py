@@ -5,7 +5,7 @@ The stability analysis narrows shape x dampening x sharpness down to a handful o
 halving: every candidate trains for a quarter of the full training budget, the best third (at least three)
 continues to half, and three finalists are compared after three quarters -- late enough that a surrogate which
 learns fast early and then plateaus is not picked for its start. The model's weights are restored afterwards
-(unless ``keep_weights``) and the winner is patched in; ``handle.tuning`` says what was tried, what each scored,
+(unless ``keep_weights``) and the winner is patched in; ``handle.race`` says what was tried, what each scored,
 and what it cost.
 """
 
@@ -15,26 +15,21 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ._api import patch
-from ._errors import ConfigError, raw
-from ._handle import PatchHandle
-from ._transaction import preserved_state
-from ._validate import flag, integer, real
-from .analysis import Candidate
-from .analysis import candidates as shortlist
-from .analysis.plotting import legend, save_figure, subplots
-from .surrogates import Surrogate, get
-
-LossFn = Callable[[nn.Module, Any], Tensor]
-ScoreFn = Callable[[nn.Module, Sequence[Any]], float]
-Batches = Iterable[Any] | Callable[[int], Iterable[Any]]
+from .._errors import ConfigError, raw
+from .._patching import patch
+from .._state import preserved_state
+from .._validate import flag, integer
+from ..surrogates import Surrogate, get
+from .handle import ChosenPatch
+from .options import Batches, LossFn, RaceOptions, ScoreFn, race_options
+from .race_report import TuneReport
+from .shortlist import Candidate
+from .shortlist import candidates as analysis_shortlist
 
 #: fraction of the full training budget each rung has trained for when it is scored, and how many survive it
 RUNGS = (0.25, 0.5, 0.75)
@@ -44,61 +39,6 @@ LEARNED = 0.02
 #: candidates compared at the last rung: a candidate that starts late but learns further must survive the second
 FINALISTS = 3
 
-
-@dataclass
-class TuneReport:
-    """What :func:`tune` tried and chose. ``print(report)`` is a table; ``report.plot(path)`` a PNG."""
-
-    candidates: list[Candidate]
-    best: Candidate
-    epochs: float
-    cost_epochs: float
-    seconds: float
-    metric: str
-
-    @property
-    def cost_runs(self) -> float:
-        """The finder's training compute in full training runs (``epochs`` each)."""
-        return self.cost_epochs / self.epochs
-
-    def __str__(self) -> str:
-        fractions = sorted({f for c in self.candidates for f, _ in c.scores})
-        width = max(len(c.label) for c in self.candidates) + 2
-        head = (f"{'candidate':<{width}}{'reach':>7}{'growth':>8}"
-                + "".join(f"{f'@{f:.3g}':>9}" for f in fractions))
-        lines = [(f"TuneReport: {len(self.candidates)} candidates ranked by validation {self.metric}; "
-                  f"cost {self.cost_epochs:.3g} epochs = {self.cost_runs:.2f} full runs, {self.seconds:.1f} s"),
-                 ("(reach: least fraction of a layer's points where the surrogate passes half its peak; growth: "
-                  "measured BPTT growth per step; @f: score after training for the fraction f of the full "
-                  "budget; * = had not learned yet, ranked by the shortlist's order)"), head]
-        for c in sorted(self.candidates, key=lambda c: (-len(c.scores), -c.score)):
-            by_f = dict(c.scores)
-            cells = "".join(f"{by_f[f]:>9.4g}" if f in by_f else f"{'':>9}" for f in fractions)
-            mark = "  <- chosen" if c is self.best else (" (diverged)" if c.diverged else "")
-            if c.scores and not c.learned and not c.diverged:
-                mark += " *"
-            lines.append(f"{c.label:<{width}}{_opt(c.reach, '.3f'):>7}{_opt(c.growth, '.3f'):>8}{cells}{mark}")
-        return "\n".join(lines)
-
-    def plot(self, path: str | Path) -> Path:
-        """Validation score against training budget, one line per candidate, the chosen one bold."""
-        fig, ax = subplots(1, (7.5, 4.5))
-        for c in self.candidates:
-            if not c.scores:
-                continue
-            xs, ys = zip(*c.scores, strict=True)
-            best = c is self.best
-            ax.plot(xs, ys, marker="o", lw=2.5 if best else 1, alpha=1 if best else 0.6,
-                    label=c.label + (" (chosen)" if best else ""))
-        ax.set_xlabel("fraction of the full training budget")
-        ax.set_ylabel(f"validation {self.metric}")
-        ax.set_title("sg.tune: successive halving over the stability analysis' candidates")
-        legend(ax, fontsize=7, ncol=2)
-        return save_figure(fig, path, dpi=110)
-
-
-def _opt(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
 
 
 def _epoch(batches: Batches, epoch: int) -> list[Any]:
@@ -139,42 +79,27 @@ def _loss(loss_fn: LossFn, model: nn.Module, batch: Any) -> Tensor:
     return loss
 
 
-def check_race_options(epochs: Any, lr: Any, seed: Any, progress: Any, optimizer: Any) -> None:
-    """Four-part errors for the training race's options, before anything trains."""
-    real(epochs, "epochs", above=0.0, example="epochs= the number of epochs your full training runs", where="tune")
-    if optimizer is None:
-        real(lr, "lr", above=0.0, example="lr=1e-3", where="tune")
-    elif not callable(optimizer):
-        raise ConfigError("tune: optimizer must build an optimizer for a model", got=optimizer,
-                          allowed="a callable model -> torch.optim.Optimizer, or None (Adam at lr)",
-                          fix="pass optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.1)")
-    integer(seed, "seed", example="seed=0", where="tune")
-    flag(progress, "progress", where="tune")
-
-
-def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, val_batches: Sequence[Any] | None = None,
-         score: str | ScoreFn = "loss", epochs: float = 10, candidates: Sequence[Surrogate | Candidate] | None = None,
-         optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None, lr: float = 1e-3,
-         run: Callable[[nn.Module, Any], Any] | None = None, seed: int = 0, keep_weights: bool = False,
-         progress: bool = True) -> PatchHandle:
+def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, race: RaceOptions | None = None,
+         candidates: Sequence[Surrogate | Candidate] | None = None, run: Callable[[nn.Module, Any], Any] | None = None,
+         seed: int = 0, progress: bool = True, **options: Any) -> ChosenPatch:
     """Pick the surrogate that trains best on your data, at a fraction of a grid search's cost.
 
     ``batches``: the training batches of one epoch (a list, re-iterated each epoch, or ``epoch -> iterable``;
     any other iterable, e.g. a DataLoader, is read once, so that every candidate sees the same batches);
-    ``loss_fn(model, batch)`` returns the scalar loss; ``val_batches`` are held-out batches that score the
-    candidates (default: the last fifth of the first epoch's batches, which are then not trained on);
-    ``score`` is ``"loss"`` (lower validation loss wins), ``"accuracy"`` (for ``(x, y)`` batches and
-    class-score outputs) or ``score(model, val_batches) -> float`` (higher wins). ``epochs`` is the length of your
-    full training: the finder trains its candidates for 1/4, 1/2 and 3/4 of it (successive halving: all, then
-    the best third but at least 3, then the best 3), ``n/4 + k/4 + 3/4`` full runs for ``n`` candidates with
-    ``k = max(3, ceil(n/3))`` (3.75 runs for the default shortlist of 9, a thirteenth of a 48-point grid).
-    ``candidates`` default to :func:`sg_stability.candidates` (the stability analysis' shortlist);
-    ``optimizer(model)`` builds a fresh optimizer per candidate (default Adam at ``lr``). Returns the handle of
-    the winner's patch; ``handle.tuning`` is the :class:`TuneReport`. The weights are restored to what they were
+    ``loss_fn(model, batch)`` returns the scalar loss. ``race`` (:class:`RaceOptions`: ``val_batches``,
+    ``score``, ``epochs``, ``optimizer``, ``lr``, ``keep_weights``; each can also be passed by name) says how the
+    candidates train and are scored. ``epochs`` is the length of your full training: the finder trains its
+    candidates for 1/4, 1/2 and 3/4 of it (successive halving: all, then the best third but at least 3, then the
+    best 3), ``n/4 + k/4 + 3/4`` full runs for ``n`` candidates with ``k = max(3, ceil(n/3))`` (3.75 runs for the
+    default shortlist of 9, a thirteenth of a 48-point grid). ``candidates`` default to
+    :func:`sg_stability.candidates` (the stability analysis' shortlist). Returns the winner's patch as a
+    :class:`ChosenPatch`; ``handle.race`` is the :class:`TuneReport`. The weights are restored to what they were
     before (``keep_weights=True`` keeps the winner's partly trained weights instead).
     """
-    check_race_options(epochs, lr, seed, progress, optimizer)
-    keep_weights = flag(keep_weights, "keep_weights", where="tune")
+    opts = race_options(race, options, "tune")
+    integer(seed, "seed", example="seed=0", where="tune")
+    flag(progress, "progress", where="tune")
+    val_batches, score, epochs, keep_weights = opts.val_batches, opts.score, opts.epochs, opts.keep_weights
     if not callable(loss_fn):
         raise ConfigError("loss_fn must be callable", got=loss_fn, allowed="loss_fn(model, batch) -> scalar tensor",
                           fix="pass e.g. loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1])")
@@ -204,11 +129,10 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
         val_batches, first = first[-cut:], first[:-cut]
     assert val_batches is not None
     pool = [c if isinstance(c, Candidate) else Candidate(c, "given") for c in
-            (candidates if candidates is not None else shortlist(model, sample, run=run))]
+            (candidates if candidates is not None else analysis_shortlist(model, sample, run=run))]
     if not pool:
         raise ConfigError("no candidates to rank", got=candidates, allowed="a non-empty list of surrogates",
                           fix="leave candidates=None for the stability analysis' shortlist")
-    make_opt = optimizer or (lambda m: torch.optim.Adam(m.parameters(), lr=lr))
 
     def epoch_batches(e: int) -> list[Any]:
         b = _epoch(batches, e)
@@ -237,7 +161,7 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
                     trained += until - done
                     model.load_state_dict(state)
                     with patch(model, surrogate=cand.surrogate, builtin=False):
-                        opt = make_opt(model)
+                        opt = opts.make_optimizer(model)
                         if opt_state is not None:
                             opt.load_state_dict(opt_state)
                         torch.manual_seed(seed + done)
@@ -259,9 +183,8 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, va
     best = pool[alive[0]]
     if keep_weights:
         model.load_state_dict(states[alive[0]][0])
-    handle = patch(model, surrogate=best.surrogate)
-    handle.tuning = TuneReport(pool, best, float(epochs), trained / steps_per_epoch, time.perf_counter() - t0, metric)
-    return handle
+    report = TuneReport(pool, best, float(epochs), trained / steps_per_epoch, time.perf_counter() - t0, metric)
+    return ChosenPatch.taking_over(patch(model, surrogate=best.surrogate), race=report)
 
 
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any]) -> float:

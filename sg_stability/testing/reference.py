@@ -11,8 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..stability._checks import check_reset
 from ..surrogates import Surrogate, get
-from ._checks import check_reset
 
 
 class RecurrentLIF(nn.Module):

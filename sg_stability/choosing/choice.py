@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..recording import Trace
 from ..surrogates import Surrogate
 from .shortlist import GROWTH_LIMIT, Candidate, Shortlist, recorded_spread
-from .tracing import Trace
 
 #: how to reach the training race, appended where the analysis alone decided
 RACE = " (pass batches= and loss_fn= to let a short training race between the candidates decide)"

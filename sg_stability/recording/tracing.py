@@ -21,156 +21,25 @@ derivative the recorded graph is differentiated with. One recorded run then serv
 from __future__ import annotations
 
 import contextlib
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .._api import neuron_sites, require_module
 from .._errors import ConfigError, raw
 from .._handle import model_lock
 from .._install import install
-from .._transaction import Transaction, preserved_state
+from .._patching import neuron_sites, require_module
+from .._state import preserved_state
+from .._transaction import Transaction
 from ..adapter_api import NeuronSite, PatchOptions
 from ..plugins import read_native
 from ..surrogates import Surrogate, get
-from .sample import check_layout, check_parameters, check_sample, check_shared_neurons
+from .records import Record, Run, weight_of
+from .sample_checks import check_layout, check_parameters, check_sample, check_shared_neurons
 from .switch import SurrogateSwitch
-from .wiring import NORMS, Event, ancestors, weight_of, wire
-
-Run = Callable[[nn.Module, Any], Any]
-#: a tensor, and the index along dim 0 when it holds the whole sequence (None: the tensor is one step)
-StepRef = tuple[Tensor, int | None]
-
-
-@dataclass
-class Record:
-    """One neuron site in a recorded run."""
-
-    site: NeuronSite
-    surrogate: Surrogate
-    source: str  # "installed", "requested", or how the framework's own surrogate was read
-    calls: list[Tensor] = field(default_factory=list)  # inputs of the observed surrogate, one per call
-    inputs: list[Tensor | None] = field(default_factory=list)  # first argument of each module call
-    outputs: list[Tensor] = field(default_factory=list)  # spikes of each module call
-    norms: list[nn.Module | None] = field(default_factory=list)  # per call, the normalisation its input came from
-    first_event: int = -1
-    feed: nn.Module | None = None
-    recurrent: nn.Module | None = None
-    ancestors: tuple[nn.Module, ...] = ()  # the modules from the model down to the neuron's parent
-
-    @property
-    def path(self) -> str:
-        return self.site.path
-
-    def clear(self) -> None:
-        self.calls.clear()
-        self.inputs.clear()
-        self.outputs.clear()
-        self.norms.clear()
-        self.first_event, self.feed, self.recurrent = -1, None, None
-
-    def weights(self) -> tuple[Tensor | None, Tensor | None]:
-        """``(input, recurrent)`` weights as they act on this neuron: held by the neuron (its adapter says), else
-        the weight modules the execution order wired to it."""
-        held = self.held_weights()
-        return (held.get("input", weight_of(self.feed)), held.get("recurrent", weight_of(self.recurrent)))
-
-    def held_weights(self) -> dict[str, Tensor]:
-        """Weights the neuron holds itself, or a container around it applies (its adapter says)."""
-        driver = self.site.driver
-        return {**driver.container_weights(self.ancestors, self.feed), **driver.internal_weights()}
-
-    def holds_input_weight(self) -> bool:
-        return "input" in self.held_weights()
-
-    def bias(self) -> Tensor | None:
-        """The bias of the feed module, when the input weight is not held by the neuron."""
-        b = None if self.holds_input_weight() else getattr(self.feed, "bias", None)
-        return b if isinstance(b, Tensor) else None
-
-    @property
-    def norm(self) -> nn.Module | None:
-        """The normalisation layer whose output is this neuron's input at every call (e.g. conv -> BatchNorm ->
-        neuron, also with a residual added in place), else None."""
-        first = self.norms[0] if self.norms else None
-        return first if first is not None and all(n is first for n in self.norms) else None
-
-    def spike_steps(self) -> list[StepRef]:
-        """The centred membrane of every time step (the spike call of each step)."""
-        pattern = self.site.driver.call_pattern()
-        calls = self.calls[pattern.spike_call::pattern.calls_per_step] if pattern.calls_per_step > 1 else self.calls
-        if pattern.whole_sequence:
-            return [(c, t) for c in calls for t in range(c.shape[0])]
-        return [(c, None) for c in calls]
-
-    def input_steps(self, steps: int) -> list[StepRef] | None:
-        """The neuron's input current at every step, or None when the calls do not line up with ``steps``."""
-        ins = [i for i in self.inputs if isinstance(i, Tensor)]
-        if len(ins) == steps:
-            return [(i, None) for i in ins]
-        if len(ins) == 1 and ins[0].dim() > 0 and ins[0].shape[0] == steps and steps > 1:
-            return [(ins[0], t) for t in range(steps)]
-        return None
-
-    def fired(self, v: Tensor) -> Tensor:
-        """Where the membranes ``v`` spike, by the framework's own step convention."""
-        return self.site.driver.heaviside(v) > 0
-
-
-def value(ref: StepRef) -> Tensor:
-    return ref[0] if ref[1] is None else ref[0][ref[1]]
-
-
-def grads(loss: Tensor, refs: list[StepRef]) -> list[Tensor | None]:
-    """``d loss / d value(ref)`` for each ref (None where the loss does not depend on it)."""
-    return _per_ref(refs, lambda ts: torch.autograd.grad(loss, ts, retain_graph=True, allow_unused=True), False)
-
-
-#: probes differentiated together hold this many bytes of gradients of the requested tensors at most (the
-#: backward's intermediate gradients scale alike): more probes at once would trade memory for speed on a big model
-PROBE_BYTES = 1 << 30
-
-
-def probe_grads(outputs: list[Tensor], draws: list[Tensor], refs: list[StepRef]) -> list[Tensor | None]:
-    """``d <outputs, u_p> / d value(ref)`` for a stack of probes at once: ``draws[i]`` is ``[P, *outputs[i].shape]``
-    and each result ``[P, *value(ref).shape]`` (None where the outputs do not depend on it). Batched backward
-    passes (``is_grads_batched``: vmap over the backward graph, several times faster than P passes on a conv net),
-    as many probes per pass as :data:`PROBE_BYTES` allows; where an operation in the graph cannot be batched, or
-    the probes do not fit in memory together, one pass per probe gives the same result."""
-    def one_pass(tensors: list[Tensor], chunk: list[Tensor]) -> Sequence[Tensor | None]:
-        try:
-            with warnings.catch_warnings():  # an operation without a batching rule runs as a loop: still correct
-                warnings.filterwarnings("ignore", message=".*batching rule.*")
-                return torch.autograd.grad(outputs, tensors, chunk, retain_graph=True, allow_unused=True,
-                                           is_grads_batched=True)
-        except (RuntimeError, NotImplementedError):  # torch.OutOfMemoryError is a RuntimeError too
-            per_probe = [torch.autograd.grad(outputs, tensors, [d[p] for d in chunk], retain_graph=True,
-                                             allow_unused=True) for p in range(chunk[0].shape[0])]
-            return [None if gs[0] is None else torch.stack(gs) for gs in zip(*per_probe, strict=True)]
-
-    def differentiate(tensors: list[Tensor]) -> Sequence[Tensor | None]:
-        size = sum(t.numel() * t.element_size() for t in tensors)
-        per = max(1, PROBE_BYTES // max(size, 1))
-        parts = [one_pass(tensors, [d[k:k + per] for d in draws]) for k in range(0, draws[0].shape[0], per)]
-        return [None if gs[0] is None else torch.cat(gs) if len(gs) > 1 else gs[0] for gs in zip(*parts, strict=True)]
-
-    return _per_ref(refs, differentiate, True)
-
-
-def _per_ref(refs: list[StepRef], differentiate: Callable[[list[Tensor]], Sequence[Tensor | None]],
-             batched: bool) -> list[Tensor | None]:
-    tensors = list({id(r[0]): r[0] for r in refs}.values())
-    usable = [t for t in tensors if t.requires_grad]
-    got = dict(zip((id(t) for t in usable), differentiate(usable) if usable else [], strict=True))
-    out: list[Tensor | None] = []
-    for tensor, index in refs:
-        g = got.get(id(tensor))
-        out.append(g if g is None or index is None else g[:, index] if batched else g[index])
-    return out
+from .wiring import NORMS, Event, ancestors, wire
 
 
 def analysis_surrogate(site: NeuronSite, requested: Surrogate | None) -> tuple[Surrogate, str]:

@@ -13,8 +13,7 @@ from torch import Tensor, nn
 
 from .._errors import ConfigError, LayoutWarning, raw
 from .._validate import integer
-
-Run = Any  # Callable[[nn.Module, Any], Any]; kept loose to avoid an import cycle with tracing
+from .records import Run
 
 
 class TimeFirst:

@@ -3,12 +3,11 @@ execution order), the containers around a neuron, and the normalisation layers w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from .tracing import Record
+from .records import Record
 
 Event = tuple[str, Any, Any]  # ("w", weight module, record of the neuron whose spikes it consumed) or ("n", record)
 
@@ -21,12 +20,6 @@ def affine_parameters(norm: nn.Module | None) -> tuple[Tensor, Tensor] | None:
     """A normalisation layer's learnable ``(bias, weight)`` (what an initialiser can set), or None without them."""
     bias, weight = getattr(norm, "bias", None), getattr(norm, "weight", None)
     return (bias, weight) if isinstance(bias, nn.Parameter) and isinstance(weight, nn.Parameter) else None
-
-
-def weight_of(module: nn.Module | None) -> Tensor | None:
-    """The weight matrix or kernel of a weight module (``nn.Linear``, ``nn.Conv*``, ...), else None."""
-    w = getattr(module, "weight", None)
-    return w if isinstance(w, Tensor) and w.dim() >= 2 else None
 
 
 def wire(events: list[Event]) -> None:

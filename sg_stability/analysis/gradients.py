@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from .. import stability as st
-from .tracing import Record, StepRef, grads, probe_grads, value
+from ..recording.probes import grads, probe_grads
+from ..recording.records import Record, StepRef, value
 
 
 def output_tensors(output: object) -> list[Tensor]:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..surrogates import Surrogate
-
-if TYPE_CHECKING:
-    from .tracing import Record
+from .records import Record
 
 
 class _Switched(torch.autograd.Function):

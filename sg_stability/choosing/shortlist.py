@@ -22,7 +22,7 @@ re-derived here:
 - **Measured growth.** Every candidate's BPTT growth per step is measured (backward passes through the
   framework's own modules; the mean-square prediction under-estimates it, paper.md section 9). The forward pass
   does not depend on the surrogate, so all candidates are measured on one recorded run, its graph
-  differentiated with each in turn (:mod:`.switch`).
+  differentiated with each in turn (:mod:`sg_stability.recording.switch`).
   A candidate whose gradient grows (above :data:`GROWTH_LIMIT`) is ranked last: it lets the distant past
   swamp the gradient.
 - **The incumbent.** The surrogate the model already holds (the framework's default, read into canonical form),
@@ -54,11 +54,12 @@ from torch import Tensor, nn
 
 from .._errors import ConfigError
 from .._validate import integer
+from ..analysis.gradients import gradient_norms, layer_gradients, spread
+from ..recording import Run, Trace, traced
+from ..recording.records import value
+from ..recording.sample_checks import with_time_dim
 from ..stability import late_growth
 from ..surrogates import Surrogate, get
-from .measure import gradient_norms, layer_gradients, spread
-from .sample import with_time_dim
-from .tracing import Run, Trace, traced, value
 
 #: sharpness grid in threshold units (surrogate width relative to the threshold), widest first
 SHARPNESS_UNITS = (0.5, 1.5, 4.0)
@@ -108,12 +109,6 @@ class LayerMembranes:
     current: Surrogate | None = None  # the surrogate the layer holds, in canonical form (None: not readable)
 
 
-def record_membranes(model: nn.Module, sample: Any, run: Run | None = None) -> list[LayerMembranes]:
-    """One forward pass on ``sample`` without gradient; the model is left as it was."""
-    with traced(model, sample, run=run, grad=False) as trace:
-        return membranes(trace)
-
-
 def membranes(trace: Trace) -> list[LayerMembranes]:
     """Every spiking layer's centred membranes and threshold in a recorded run, in execution order."""
     out = []
@@ -146,13 +141,6 @@ class Measured:
     layers: dict[str, float] = field(default_factory=dict)  # per layer, the RMS gradient of its input current
 
 
-def measure(model: nn.Module, sample: Any, surrogate: Surrogate | None, run: Run | None = None, seed: int = 0
-            ) -> Measured:
-    """One forward pass with ``surrogate`` (None: the model's own) and :func:`measure_recorded` on it."""
-    with traced(model, sample, run=run, surrogate=surrogate) as trace:
-        return measure_recorded(trace, seed)
-
-
 def measure_recorded(trace: Trace, seed: int = 0, *, spread_too: bool = True) -> Measured:
     """On a recorded run, differentiated with the trace's current surrogate choice (``trace.switched``): the
     largest per-step growth, going back in time, of a gradient injected at the last step of any spiking layer
@@ -173,14 +161,6 @@ def recorded_spread(trace: Trace, seed: int = 0) -> tuple[float | None, dict[str
     (with the trace's current surrogate choice), and the per-layer RMS gradients it is made of."""
     per_layer = layer_gradients(trace.output, trace.ordered(), torch.Generator().manual_seed(seed))
     return spread(per_layer), per_layer
-
-
-def bptt_growth(model: nn.Module, sample: Any, surrogate: Surrogate, run: Run | None = None, seed: int = 0
-                ) -> float | None:
-    """The largest measured per-step growth, going back in time, of a gradient injected at the last step of any
-    spiking layer, with ``surrogate`` installed (one forward, one backward per layer); None when no layer's
-    gradient can be followed through time."""
-    return measure(model, sample, surrogate, run, seed).growth
 
 
 class Shortlist(list[Candidate]):
@@ -275,10 +255,10 @@ def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family:
     integer(seed, "seed", example="seed=0")
     base = get(family)
     with traced(model, sample, run=with_time_dim(run, time_dim)) as trace:
-        return shortlist(trace, base, seed)
+        return build_shortlist(trace, base, seed)
 
 
-def shortlist(trace: Trace, base: Surrogate, seed: int = 0, *, spreads: bool = True) -> Shortlist:
+def build_shortlist(trace: Trace, base: Surrogate, seed: int = 0, *, spreads: bool = True) -> Shortlist:
     """:func:`candidates` on a recorded run: every candidate is measured on the same forward pass, differentiated
     with each in turn (``trace.switched``). ``spreads=False`` leaves the candidates' spreads to be measured when
     asked for (``Shortlist.spread_of``) while ``trace`` is alive; the model's own (``spread_now``) is measured."""

@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import copy
 import glob
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
-from ._api import patch
-from ._errors import ConfigError
-from ._handle import PatchHandle
-from ._tune import Batches, LossFn, ScoreFn, check_race_options, tune
-from ._validate import flag
-from .analysis import Run, analyze_layers, candidates
-from .analysis.analyzer import check_options
-from .analysis.choice import Choice, first_choice
-from .analysis.sample import with_time_dim
-from .analysis.shortlist import shortlist
-from .analysis.tracing import traced
-from .surrogates import get
+from .._errors import ConfigError
+from .._handle import PatchHandle
+from .._patching import patch
+from .._validate import flag, integer
+from ..analysis import analyze_layers
+from ..analysis.analyzer import check_options
+from ..init import check_method, initialize
+from ..recording import Run, traced
+from ..recording.sample_checks import with_time_dim
+from ..surrogates import get
+from .choice import Choice, first_choice
+from .handle import ChosenPatch
+from .options import FIELDS, Batches, LossFn, RaceOptions, race_options
+from .race import tune
+from .shortlist import build_shortlist, candidates
 
 
 def _check(batches: Any, loss_fn: Any) -> None:
@@ -35,11 +36,10 @@ def _check(batches: Any, loss_fn: Any) -> None:
 
 
 def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, loss_fn: LossFn | None = None,
-              val_batches: Sequence[Any] | None = None, score: str | ScoreFn = "loss", epochs: float = 10,
-              optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None, lr: float = 1e-3,
-              family: str = "fast_sigmoid", init: str | None = None, init_options: dict[str, Any] | None = None,
-              run: Run | None = None, target: float = 1.0, probes: int = 4, seed: int = 0, progress: bool = True,
-              time_dim: int | None = None, keep_spread: bool = True, **params: Any) -> PatchHandle:
+              race: RaceOptions | None = None, family: str = "fast_sigmoid", init: str | None = None,
+              init_options: dict[str, Any] | None = None, run: Run | None = None, target: float = 1.0,
+              probes: int = 4, seed: int = 0, progress: bool = True, time_dim: int | None = None,
+              keep_spread: bool = True, **params: Any) -> ChosenPatch:
     """Choose one surrogate for every spiking layer and patch the model, in one call.
 
     1. optionally initialise the weights first: ``init`` is one of ``sg.init.METHODS`` ("at_threshold" is the
@@ -57,12 +57,16 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
        not is installed, else each layer keeps its own surrogate; the note says which. ``keep_spread=False``
        installs the preferred candidate regardless (BENCHMARKS.md: on the 5-layer evidence task with Adam this
        trained better on Norse, whose reset is differentiated, and the same on snnTorch and SpikingJelly);
-    4. with ``batches`` and ``loss_fn`` (as for :func:`sg_stability.tune`, with ``val_batches``, ``score``,
-       ``epochs``, ``optimizer``, ``lr``): the candidates race by successive halving on your data and the best
-       one is installed (``handle.tuning`` is the race's :class:`TuneReport`, 3.75 full runs of compute for the
-       default shortlist); without them the analysis' first choice is installed;
-    5. ``handle.report`` is :func:`analyze` of the model as patched (``target`` and ``probes`` are passed on);
-       ``handle.candidates`` the shortlist. ``handle.remove()`` restores the original surrogates.
+    4. with ``batches`` and ``loss_fn`` (as for :func:`sg_stability.tune`; ``race`` is its
+       :class:`RaceOptions`, whose fields -- ``val_batches``, ``score``, ``epochs``, ``optimizer``, ``lr``,
+       ``keep_weights`` -- can also be passed by name): the candidates race by successive halving on your data
+       and the best one is installed (``handle.race`` is the race's :class:`TuneReport`, 3.75 full runs of
+       compute for the default shortlist); without them the analysis' first choice is installed;
+    5. returns a :class:`ChosenPatch`: ``handle.report`` is :func:`analyze` of the model as patched (``target``
+       and ``probes`` are passed on), ``handle.shortlist`` the shortlist, ``handle.choice`` the decision.
+       ``handle.remove()`` restores the original surrogates.
+
+    Other keyword arguments (``params``) are the family's parameters (e.g. a q_pseudospike ``tail``).
 
     ``time_dim`` as for :func:`analyze` (applied to the sample and, in the race, to every batch). Every argument
     is checked before anything changes; a failure after the initialisation puts the weights back.
@@ -70,13 +74,14 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     # every argument is checked before the first change (the initialisation), so a typo changes nothing
     _check(batches, loss_fn)
     check_options(probes, seed, target)
-    check_race_options(epochs, lr, seed, progress, optimizer)  # checked even when no race runs: a typo is a typo
+    # checked even when no race runs: a typo is a typo
+    race = race_options(race, {k: params.pop(k) for k in list(params) if k in FIELDS}, "stabilize")
+    integer(seed, "seed", example="seed=0", where="stabilize")
+    flag(progress, "progress", where="stabilize")
     keep_spread = flag(keep_spread, "keep_spread", where="stabilize")
     base = get(family, **params)
     run = with_time_dim(run, time_dim)
     if init is not None:
-        from .init import check_method
-
         init_options = check_method(init, init_options, "stabilize")
     elif init_options:
         raise ConfigError("stabilize: init_options were given without init", got=init_options,
@@ -84,39 +89,38 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
                           fix='pass init="at_threshold" (or another sg.init.METHODS name), or drop init_options')
     snapshot = copy.deepcopy(model.state_dict()) if init is not None else None
     handle: PatchHandle | None = None
+    tuning = None
     try:
         init_report = None
         if init is not None:
-            from .init import initialize
-
             init_report = initialize(model, sample, init, run=run, **(init_options or {}))
         if batches is not None and loss_fn is not None:
             pool = candidates(model, sample, run=run, family=base, seed=seed)
-            handle = tune(model, sample, batches, loss_fn=loss_fn, val_batches=val_batches, score=score,
-                          epochs=epochs, candidates=pool, optimizer=optimizer, lr=lr, run=run, seed=seed,
-                          progress=progress)
-            choice = Choice(handle.tuning.best, None, f"won a training race between {len(pool)} candidates "
-                            f"({handle.tuning.cost_runs:.2f} full runs)")
+            raced = tune(model, sample, batches, loss_fn=loss_fn, race=race, candidates=pool, run=run, seed=seed,
+                         progress=progress)
+            handle, tuning = raced, raced.race
+            assert tuning is not None
+            choice = Choice(tuning.best, None, f"won a training race between {len(pool)} candidates "
+                            f"({tuning.cost_runs:.2f} full runs)")
         else:
             with traced(model, sample, run=run) as trace:  # one forward pass serves every measurement
-                pool = shortlist(trace, base, seed, spreads=False)
+                pool = build_shortlist(trace, base, seed, spreads=False)
                 choice = first_choice(pool, trace, seed, keep_spread)
                 pool.measure_spread = None  # the recorded run ends here
             handle = _install(choice, model)
-        handle.report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
+        report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
     except BaseException:  # a failure at any point leaves the model as it was
         if handle is not None:
             handle.remove()
         if snapshot is not None:
             model.load_state_dict(snapshot)
         raise
-    handle.report.recommended = choice.candidate
-    handle.report.recommendation = choice
+    report.recommended = choice.candidate
+    report.recommendation = choice
     installed = "kept each layer's own surrogate" if choice.candidate is None else f"installed {choice.describe()}"
-    handle.notes = (*handle.notes, f"{installed}: {choice.how}")
-    handle.init_report = init_report
-    handle.candidates = pool
-    return handle
+    return ChosenPatch.taking_over(handle, choice=choice, shortlist=pool, race=tuning,
+                                   report=report, init_report=init_report,
+                                   notes=(*handle.notes, f"{installed}: {choice.how}"))
 
 
 def _install(choice: Choice, model: nn.Module) -> PatchHandle:

@@ -6,7 +6,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigError
+from ._errors import ConfigError
 
 
 def subplots(ncols: int, size: tuple[float, float]) -> tuple[Any, Any]:

@@ -30,14 +30,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._api import find_neurons, patch, require_module
-from ._errors import AlreadyPatchedError, ConfigError, raw
-from ._handle import live_handles
-from ._transaction import preserved_state
-from ._validate import flag
-from .surrogates import Surrogate, get
-
-__all__ = ["ConformanceReport", "SurrogateProbe", "module_fingerprint", "verify_patch"]
+from .._errors import AlreadyPatchedError, ConfigError, raw
+from .._handle import live_handles
+from .._patching import find_neurons, patch, require_module
+from .._state import preserved_state
+from .._validate import flag
+from ..surrogates import Surrogate, get
 
 Fingerprint = dict[str, tuple[Any, ...]]
 
