@@ -7,6 +7,8 @@ import os
 
 os.environ.setdefault("SG_STABILITY_DISABLE_PLUGIN_AUTOLOAD", "1")
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,7 +27,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+#: the areas the suite is split into: each folder's tests carry its name as a marker (``./dev test -m analysis``)
+AREAS = ("core", "adapters", "analysis", "choosing", "training", "interop", "docs")
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        area = item.path.resolve().relative_to(HERE).parts[0]
+        if area in AREAS:
+            item.add_marker(getattr(pytest.mark, area))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu); none is available here")

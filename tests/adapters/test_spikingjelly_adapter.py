@@ -305,3 +305,24 @@ def test_subclass_defined_elsewhere_is_not_trusted():
 
     with pytest.raises(sg.NotConvertibleError, match="defined elsewhere"):
         sg.from_native(MyATan())
+
+
+def test_hook_sg_save_state():
+    """A recorded run puts back SpikingJelly's memories (the membrane ``v`` lives in ``_memories``, outside
+    torch's registries): after ``preserved_state`` the neuron holds the membrane it had before, also when the run
+    inside failed; modules of other frameworks get no restorer."""
+    from spikingjelly.activation_based import neuron
+
+    from sg_stability._state import preserved_state
+
+    lif = neuron.LIFNode(tau=2.0)
+    lif(torch.full((3,), 0.8))  # v = 0.8 / 2 = 0.4, below the threshold 1
+    before = lif.v.clone()
+    assert torch.allclose(before, torch.full((3,), 0.4))
+    with pytest.raises(RuntimeError, match="inside"), preserved_state(nn.Sequential(lif)):
+        lif(torch.full((3,), 5.0))  # fires and resets: v is now 0
+        assert torch.equal(lif.v, torch.zeros(3))
+        raise RuntimeError("a failure inside the run")
+    assert torch.equal(lif.v, before)
+    assert sg.plugins.save_state(nn.Linear(2, 2)) is None
+    assert callable(sg.plugins.save_state(lif))

@@ -16,7 +16,7 @@ from sg_stability import stability as st
 from sg_stability import testing as sg_testing
 from sg_stability.surrogates import families, get
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- Condition I -------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Every Python code block of the README runs as written, each in a fresh namespace that holds the names the
+"""Every Python code block of the README and of every docs/ page runs as written, each in a fresh namespace that holds the names the
 README's prose says the reader has (a snnTorch network ``net`` with the module paths the examples name, a
 sample, training batches, a loss): a copied block does not fail at its second line."""
 
@@ -11,10 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # the adapter block registers a plugin process-wide: tests/test_adapter_contract.py runs it as written and
 # unregisters it again
-BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [(page.relative_to(ROOT).as_posix(), k, b) for page in PAGES
+          for k, b in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL))
           if "sg.plugins.register(TinyAdapter())" not in b]
 T, B, F, H, C = 8, 4, 6, 10, 3
 
@@ -65,13 +67,15 @@ def namespace() -> dict:
             "snntorch": snntorch}
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_every_readme_python_block_runs_as_written(index, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("page", "index", "code"), BLOCKS, ids=[f"{p}#{k}" for p, k, _ in BLOCKS])
+def test_every_python_block_of_the_docs_runs_as_written(page, index, code, tmp_path, monkeypatch):
     pytest.importorskip("snntorch")
     monkeypatch.chdir(tmp_path)  # plots land in the test's folder (out/...)
     (tmp_path / "out").mkdir()
-    exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), namespace())  # noqa: S102 -- our README
+    exec(compile(code, f"{page} python block {index}", "exec"), namespace())  # noqa: S102 -- our own docs
 
 
-def test_the_readme_has_python_blocks():
-    assert len(BLOCKS) >= 6
+def test_every_page_has_python_blocks_and_the_readme_stays_short():
+    pages = {p for p, _, _ in BLOCKS}
+    assert {"README.md", "docs/guide.md", "docs/choosing.md", "docs/training.md"} <= pages
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "benchmarks" / "evidence" / "run.py"
 COLUMNS = ["task", "framework", "grid best (config)", "grid median", "default", "sg.stabilize", "sg.tune",
            "random search (k runs)", "tune / best", "tune cost (runs)", "choose s: stabilize / tune", "grid s"]
