@@ -14,6 +14,9 @@ import sg_stability as sg
 from sg_stability.choosing import SPREAD_SLACK
 from sg_stability.testing import measure, verify_patch
 
+# whole models, subprocesses or training runs: not in ./dev test --fast
+pytestmark = pytest.mark.slow
+
 FAMILIES = ["rectangular", "triangular", "exponential", "gaussian", "sigmoid", "fast_sigmoid", "q_pseudospike", "atan"]
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# whole models, subprocesses or training runs: not in ./dev test --fast
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "benchmarks" / "evidence" / "run.py"
 COLUMNS = ["task", "framework", "grid best (config)", "grid median", "default", "sg.stabilize", "sg.tune",

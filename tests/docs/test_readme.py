@@ -1,6 +1,6 @@
-"""Every Python code block of the README and of every docs/ page runs as written, each in a fresh namespace that holds the names the
-README's prose says the reader has (a snnTorch network ``net`` with the module paths the examples name, a
-sample, training batches, a loss): a copied block does not fail at its second line."""
+"""Every Python code block of the README and of every docs/ page runs as written, each in a fresh namespace
+that holds the names the prose says the reader has (a snnTorch network ``net`` with the module paths the
+examples name, a sample, training batches, a loss): a copied block does not fail at its second line."""
 
 from __future__ import annotations
 
