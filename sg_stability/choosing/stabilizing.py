@@ -12,7 +12,7 @@ from torch import nn
 from .._errors import ConfigError
 from .._handle import PatchHandle
 from .._patching import patch
-from .._validate import flag, integer
+from .._validate import flag
 from ..analysis import analyze_layers
 from ..analysis.analyzer import check_options
 from ..init import check_method, initialize
@@ -76,7 +76,6 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     check_options(probes, seed, target)
     # checked even when no race runs: a typo is a typo
     race = race_options(race, {k: params.pop(k) for k in list(params) if k in FIELDS}, "stabilize")
-    integer(seed, "seed", example="seed=0", where="stabilize")
     flag(progress, "progress", where="stabilize")
     keep_spread = flag(keep_spread, "keep_spread", where="stabilize")
     base = get(family, **params)

@@ -254,6 +254,7 @@ def no_download_torchvision(monkeypatch):
 
 
 @pytest.mark.parametrize("builder", ["spiking_vgg11", "sew_resnet18", "spiking_resnet18"])
+@pytest.mark.slow
 def test_spikingjelly_shipped_models(builder, no_download_torchvision):
     pytest.importorskip("spikingjelly")
     from spikingjelly.activation_based import functional, neuron

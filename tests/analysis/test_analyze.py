@@ -35,6 +35,7 @@ def small_net(framework: str, seed: int = 0, **scales: float) -> tuple[nn.Module
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+@pytest.mark.slow
 def test_analyze_finds_the_recurrent_layer_and_its_weights(framework):
     net, x = small_net(framework)
     report = sg.analyze(net, x)
@@ -66,6 +67,7 @@ def test_firing_rate_matches_the_models_own_spikes():
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+@pytest.mark.slow
 def test_analyze_leaves_the_model_exactly_as_it_was(framework):
     net, x = small_net(framework)
     before = structure(net)
@@ -131,6 +133,7 @@ def test_report_prints_a_table_and_writes_a_png(tmp_path):
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+@pytest.mark.slow
 def test_stabilize_keeps_the_bptt_growth_calm(framework):
     """Without training data stabilize installs the analysis' first choice: a surrogate of at most unit area
     whose measured BPTT growth stays between the leak's and 1 (sg.candidates)."""
@@ -215,6 +218,7 @@ def test_stabilize_feed_forward_stack_installs_one_stable_choice_everywhere():
                 float(first.surrogate.dampening), float(first.surrogate.sharpness))
 
 
+@pytest.mark.slow
 def test_stabilize_q_pseudospike_keeps_its_tail():
     net, x = small_net("snntorch", recurrent_scale=6.0)
     with sg.stabilize(net, x, family="q_pseudospike", tail=3.0) as handle:

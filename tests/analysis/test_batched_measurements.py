@@ -146,6 +146,7 @@ def test_the_input_weight_read_with_inputs_up_to_the_gain_gives_the_multiplied_w
 
 
 @pytest.mark.parametrize("model_name", ["norse/VGG11", "sj/sew_resnet18"])
+@pytest.mark.slow
 def test_a_layer_gain_measured_through_a_whole_sequence_input_equals_one_plain_pass_per_step_and_probe(model_name):
     import shipped_models
 

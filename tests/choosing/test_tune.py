@@ -76,6 +76,7 @@ def fs(d: float, b: float) -> sg.surrogates.Surrogate:
 
 
 # -- the race -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tune_restores_the_weights_and_installs_the_winner():
     model, batches, val, _ = task()
     before = params(model)
@@ -101,6 +102,7 @@ def test_tune_restores_the_weights_and_installs_the_winner():
     assert not sg.is_patched(model)
 
 
+@pytest.mark.slow
 def test_cost_is_what_successive_halving_trains():
     model, batches, val, _ = task()
     n, epochs = 7, 4
@@ -250,6 +252,7 @@ def test_growth_is_measured_by_autograd():
 
 
 # -- stabilize ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_stabilize_with_batches_runs_the_race_over_the_shortlist():
     model, batches, val, _ = task()
     handle = sg.stabilize(model, batches[0][0], batches=batches, loss_fn=loss_fn, val_batches=val, epochs=2,
@@ -303,6 +306,7 @@ def test_the_choice_is_not_in_the_bottom_half_of_a_small_grid():
     assert final_accuracy(None, "analysis") >= median, scores
 
 
+@pytest.mark.slow
 def test_a_one_shot_iterator_of_batches_is_read_once_and_reused():
     model, batches, val, _ = task()
     handle = sg.tune(model, batches[0][0], iter(batches), loss_fn=loss_fn, val_batches=val, epochs=2,

@@ -98,6 +98,7 @@ def _work(rank: int, world: int, port: int, out_file: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_gradients_equal_one_process_on_the_global_batch(tmp_path):
     pytest.importorskip("snntorch")
     if not dist.is_available() or not dist.is_gloo_available():

@@ -204,6 +204,7 @@ def _norse_clones(model: nn.Module) -> list[object]:
     return clones
 
 
+@pytest.mark.slow
 def test_norse_step_function_clones_pickle_by_reference_in_this_process_and_a_fresh_one():
     import pickle
     import subprocess

@@ -47,6 +47,7 @@ def test_randman_easy_is_separable_and_impossible_is_not():
     assert _linear_accuracy(impossible) < 0.6
 
 
+@pytest.mark.slow
 def test_randman_gets_harder_with_more_classes():
     few = datasets.randman(classes=2, channels=10, samples_per_class=150, seed=1)
     many = datasets.randman(classes=10, channels=10, samples_per_class=30, dim=2, seed=1)

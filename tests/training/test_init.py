@@ -19,6 +19,7 @@ def small_net(framework: str, seed: int = 0):
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly"])
+@pytest.mark.slow
 def test_stability_init_gives_the_condition_i_firing_rate(framework):
     # Condition I puts the mean membrane at threshold: a firing rate near 1/2 in the mean-field picture. The
     # mean field ignores the correlation between a neuron's spike and its membrane, so allow +-0.15.
@@ -72,6 +73,7 @@ def test_variance_flow_init_matches_micheli():
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+@pytest.mark.slow
 def test_calibrate_rate_reaches_the_target(framework):
     net, x = small_net(framework)
     report = sg.init.calibrate_rate(net, x, target_rate=0.3, progress=False)
@@ -141,6 +143,7 @@ class _OneChannel(torch.nn.Module):
 
 
 @pytest.mark.parametrize("method", ["at_threshold", "fluctuation", "variance_flow", "rate"])
+@pytest.mark.slow
 def test_every_initialiser_takes_a_layer_fed_by_one_input_channel(method):
     pytest.importorskip("snntorch")
     net = _OneChannel()
