@@ -29,7 +29,10 @@ MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
 def reexec_with_fixed_mmap_threshold() -> None:
     """glibc reads the threshold at process start: re-run the script with it set (call before importing torch)."""
     if os.environ.get(MMAP_ENV) is None and sys.platform.startswith("linux"):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MMAP_ENV: "65536"})
+        main = sys.modules["__main__"]
+        spec = getattr(main, "__spec__", None)  # run as ``python -m benchmarks.<name>``: re-run it the same way
+        command = ["-m", spec.name] if spec is not None else [main.__file__]
+        os.execve(sys.executable, [sys.executable, *command, *sys.argv[1:]], {**os.environ, MMAP_ENV: "65536"})
 
 
 def _status(field: str) -> int:

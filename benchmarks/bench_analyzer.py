@@ -5,7 +5,7 @@
 2. sg.analyze with a sample batch on the SHD-sized network (700 -> 256 recurrent LIF -> 20, T = 100, batch 32),
    and sg.stabilize on it, per framework available.
 
-    python benchmarks/bench_analyzer.py            # about 2 minutes on 2 cores
+    python -m benchmarks.bench_analyzer            # about 2 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -13,19 +13,14 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the suite's shd_networks
-import shd_networks
-
 import sg_stability as sg
 from sg_stability import stability as st
+from tests.zoo import shd_networks
 
 
 def conditions(n: int, n_in: int = 700) -> float:

@@ -19,8 +19,8 @@ Targets: <= 1.00 where a patched surrogate is compared with the framework's own 
 mappings must keep the fused path, ratio ~1.0); the reference-path rows report the cost of a shape with no
 built-in. Method: benchmarks/_measure.py.
 
-    python benchmarks/bench_frameworks.py                       # both, about 3 minutes
-    python benchmarks/bench_frameworks.py --framework norse
+    python -m benchmarks.bench_frameworks                       # both, about 3 minutes
+    python -m benchmarks.bench_frameworks --framework norse
 """
 
 from __future__ import annotations
@@ -28,12 +28,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
-import sys
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure
+from benchmarks import _measure
 
 _measure.reexec_with_fixed_mmap_threshold()
 

@@ -9,18 +9,15 @@ Variants, measured in the same process on the same model and weights:
 
 Target: ratio <= 1.00 for time and memory (method: benchmarks/_measure.py).
 
-    python benchmarks/bench_snntorch_surrogate.py            # about 35 s
+    python -m benchmarks.bench_snntorch_surrogate            # about 35 s
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _measure
+from benchmarks import _measure
 
 _measure.reexec_with_fixed_mmap_threshold()
 

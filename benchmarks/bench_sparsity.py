@@ -9,7 +9,7 @@ own modules), T = 100, batch 64, full training step (forward, loss, backward, op
 
 Targets (issue 5): time <= 1.10 and peak memory <= 1.05 against plain. Method: benchmarks/_measure.py.
 
-    python benchmarks/bench_sparsity.py                  # about 3 minutes on 2 cores
+    python -m benchmarks.bench_sparsity                  # about 3 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -17,24 +17,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
-import sys
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the suite's shd_networks
-import _measure
+from benchmarks import _measure
 
 _measure.reexec_with_fixed_mmap_threshold()
 
-import shd_networks  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sg_stability as sg  # noqa: E402
 from sg_stability.schedules import Constant  # noqa: E402
 from sg_stability.sparsity import RateMonitor, SparsityLoss  # noqa: E402
+from tests.zoo import shd_networks  # noqa: E402
 
 TARGETS = {"time": 1.10, "memory": 1.05}
 

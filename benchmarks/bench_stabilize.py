@@ -2,26 +2,21 @@
 the quickstart's (snnTorch 64 -> 128 Leaky -> 10 Leaky, 25 steps) and a 128-neuron snnTorch RLeaky layer on a
 64-sample batch of 64 steps. The target: stabilize <= 2 s on 2 cores.
 
-    python benchmarks/bench_stabilize.py [--rounds 3]
+    python -m benchmarks.bench_stabilize [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-sys.path.insert(0, str(Path(__file__).resolve().parent / "evidence"))
-from nets import Arch, build
-from quickstart import DigitsSNN, load_digits, spike_trains
-
 import sg_stability as sg
+from benchmarks.evidence.nets import Arch, build
+from examples.quickstart import DigitsSNN, load_digits, spike_trains
 
 
 def timed(fn: Callable[[], object], rounds: int) -> float:

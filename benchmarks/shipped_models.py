@@ -1,12 +1,12 @@
 """The models the frameworks ship, at their published widths: how long analyze and stabilize take, what stabilize
 does to the spread of the gradient across layers, and where calibrate_rate puts every layer's firing rate.
 
-    python benchmarks/shipped_models.py                       # every model, full size (BENCHMARKS.md)
-    python benchmarks/shipped_models.py --size small          # the test suite's sizes, a minute
-    python benchmarks/shipped_models.py --models sj/sew,norse/VGG11 --no-rates
+    python -m benchmarks.shipped_models                       # every model, full size (BENCHMARKS.md)
+    python -m benchmarks.shipped_models --size small          # the test suite's sizes, a minute
+    python -m benchmarks.shipped_models --models sj/sew,norse/VGG11 --no-rates
 
-The builders are tests/shipped_models.py (shared with tests/test_shipped_models.py). Prints a Markdown table
-and writes one JSON line per model to ``--out``.
+The builders are tests/zoo/shipped_models.py (shared with tests/adapters/test_shipped_models.py). Prints a
+Markdown table and writes one JSON line per model to ``--out``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,13 +22,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from shipped_models import MODELS  # noqa: E402
 
 import sg_stability as sg  # noqa: E402
 from sg_stability._state import preserved_state  # noqa: E402
 from sg_stability.testing import measure  # noqa: E402
+from tests.zoo.shipped_models import MODELS  # noqa: E402
 
 
 def row(name: str, size: str, rates: bool) -> dict:

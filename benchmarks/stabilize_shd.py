@@ -1,30 +1,26 @@
 """sg.stabilize on the paper's SHD-sized recurrent network (700 -> 256 recurrent LIF -> 20 LIF), per framework.
 
-For each framework available, the same weights are built into its own modules (tests/shd_networks.py).
+For each framework available, the same weights are built into its own modules (tests/zoo/shd_networks.py).
 The framework's default surrogate and the surrogate chosen by sg.stabilize are compared on a gradient injected
 at the last of 100 steps: its norm at every earlier step, relative to the last step, and its growth per step.
 The criterion: with stabilize, the gradient does not grow going back in time (BPTT growth <= 1.01 per step).
 Holding it flat (growth exactly 1) is not the aim: on the evidence harness that trained worse (README).
 
-    python benchmarks/stabilize_shd.py                 # about a minute on 2 cores
-    python benchmarks/stabilize_shd.py --plot out/stabilize_shd.png
+    python -m benchmarks.stabilize_shd                 # about a minute on 2 cores
+    python -m benchmarks.stabilize_shd --plot out/stabilize_shd.png
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the suite's shd_networks
-import shd_networks
-
 import sg_stability as sg
+from tests.zoo import shd_networks
 
 
 def row(framework: str, label: str, report: sg.StabilityReport, seconds: float | None) -> dict:

@@ -12,12 +12,12 @@ and, for recurrent layers, the per-step growth of ||dL/dy_t|| over the whole seq
 = |predicted - measured| / measured. Target (issue 4): median error of the data-driven estimate <= 15 %.
 
 The same comparison is then made in every framework available, on the recurrent layer of the SHD-style
-network (tests/shd_networks.py) at 64 / 256 / 1024 neurons, three recurrent weight scales and every
+network (tests/zoo/shd_networks.py) at 64 / 256 / 1024 neurons, three recurrent weight scales and every
 family, analyzed by sg.analyze (the measurement there is autograd through the framework's own modules).
 
-    python benchmarks/validate_stability.py                 # the full grid, about 5 minutes on 2 cores
-    python benchmarks/validate_stability.py --quick         # a small grid (seconds)
-    python benchmarks/validate_stability.py --plot out/validate_stability.png
+    python -m benchmarks.validate_stability                 # the full grid, about 5 minutes on 2 cores
+    python -m benchmarks.validate_stability --quick         # a small grid (seconds)
+    python -m benchmarks.validate_stability --plot out/validate_stability.png
 """
 
 from __future__ import annotations
@@ -32,14 +32,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the suite's shd_networks
-import shd_networks
-
 import sg_stability as sg
 from sg_stability import stability as st
 from sg_stability import testing as sg_testing
 from sg_stability.surrogates import families
+from tests.zoo import shd_networks
 
 RESETS = [("subtract", False), ("subtract", True), ("multiplicative", False), ("zero", False)]
 
@@ -163,7 +160,7 @@ def main() -> None:
     summarize(rows, "reset", "reset")
     summarize([r for r in rows if r["kind"] == "recurrent"], "family", "family (rec.)")
     if fw_rows:
-        print("\n(framework rows: the SHD-style network of tests/shd_networks.py, analyzed by sg.analyze; "
+        print("\n(framework rows: the SHD-style network of tests/zoo/shd_networks.py, analyzed by sg.analyze; "
               "Norse's measured gain is the BPTT growth, its synaptic current is not in the data-driven model)")
     everything = rows + fw_rows
     de = [rel(r["data"], r["measured"]) for r in everything]

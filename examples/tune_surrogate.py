@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 from pathlib import Path
 
 import torch
-from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quickstart import DigitsSNN, load_digits, spike_trains, train_and_evaluate
+from torch import nn
 
 import sg_stability as sg
 

@@ -102,6 +102,15 @@ class AdapterError(SGStabilityError, RuntimeError):
     """An adapter failed while applying a change; everything applied so far was rolled back."""
 
 
+class RaceError(SGStabilityError, RuntimeError):
+    """The training race could not choose on what it measured (a non-finite loss, gradient, weights or score, or
+    every candidate diverged). The model was restored as it was."""
+
+
+class NotCopyableError(SGStabilityError, TypeError):
+    """A patch handle was copied or pickled: it stands for a live patch on one model object."""
+
+
 class SGStabilityWarning(UserWarning):
     """Base class of every warning emitted by sg_stability."""
 

@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from torch import nn
 
-from ._errors import PatchConflictError, Problem, raw
+from ._errors import NotCopyableError, PatchConflictError, Problem, raw
 from ._names import short_names, shortened_note
 from ._transaction import Change, Transaction, current_value
 from ._validate import flag
@@ -208,6 +208,15 @@ class PatchHandle:
         found = current_value(change.owner, change.name)
         return f"{path}.{change.name} holds {_short(found)} instead of {_short(change.new)}"
 
+    def __copy__(self) -> Self:
+        raise _not_copyable("copied", "copy.copy(handle)")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        raise _not_copyable("copied", "copy.deepcopy(handle)")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise _not_copyable("pickled", "pickle.dumps(handle) / torch.save(handle)")
+
     def __enter__(self) -> Self:
         return self
 
@@ -226,3 +235,12 @@ def installed_by_live_handle(obj: object) -> bool:
 def iter_live() -> Iterator[PatchHandle]:  # for tests and diagnostics
     for handles in list(_LIVE.values()):
         yield from handles
+
+
+def _not_copyable(done: str, call: str) -> NotCopyableError:
+    return NotCopyableError(f"a patch handle cannot be {done}: it stands for the live patch on one model object, "
+                            "and a copy would remove nothing (or remove that patch twice)", got=raw(call),
+                            allowed="the handle itself: keep a reference to it, remove() it once",
+                            fix="to patch a copy of the model, copy the model and call sg.patch on the copy; to save "
+                            "a patched model, save model.state_dict() (the surrogates add no keys) and patch again "
+                            "after loading")

@@ -1,6 +1,6 @@
 """Summarise ``results.jsonl``: the Markdown table (``summary.md``), per-task plots, and the targets.
 
-    python benchmarks/evidence/report.py [--out out/evidence]
+    python -m benchmarks.evidence.report [--out out/evidence]
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Evidence harness: does the surrogate sg-stability chooses train better? One command, resumable.
 
-    python benchmarks/evidence/run.py                     # every task x framework x seed x configuration
-    python benchmarks/evidence/run.py --tasks memory --frameworks norse --seeds 1 --grid small
-    python benchmarks/evidence/run.py --shd /data/shd     # adds Spiking Heidelberg Digits from its HDF5 files
-    python benchmarks/evidence/run.py --quick --seeds 1 --grid small --out /tmp/ev   # a smoke test, ~1 min
+    python -m benchmarks.evidence.run                     # every task x framework x seed x configuration
+    python -m benchmarks.evidence.run --tasks memory --frameworks norse --seeds 1 --grid small
+    python -m benchmarks.evidence.run --shd /data/shd     # adds Spiking Heidelberg Digits from its HDF5 files
+    python -m benchmarks.evidence.run --quick --seeds 1 --grid small --out /tmp/ev   # a smoke test, ~1 min
 
 Every run appends one JSON line to ``<out>/results.jsonl``; a rerun skips what is already there. Then
 ``report.py`` writes the Markdown table and the plots (run.py calls it at the end).
@@ -23,14 +23,12 @@ import argparse
 import itertools
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 GRIDS = {
     "full": (("fast_sigmoid", "atan", "sigmoid", "triangular"), (0.1, 0.3, 1.0), (0.5, 1.5, 4.0, 12.0)),
@@ -84,7 +82,8 @@ def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
         return stabilize
     if method.startswith("tune"):
         import torch
-        from train import batches, loss_fn
+
+        from benchmarks.evidence.train import batches, loss_fn
 
         score = "loss" if method == "tune_loss" else "accuracy"  # the harness' metric is test accuracy
 
@@ -121,8 +120,8 @@ def work(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from tasks import TASKS, add_shd, quick
-    from train import run
+    from benchmarks.evidence.tasks import TASKS, add_shd, quick
+    from benchmarks.evidence.train import run
 
     if job.get("shd") and "shd" not in TASKS:
         add_shd(job["shd"])
@@ -133,7 +132,7 @@ def work(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks import TASKS
+    from benchmarks.evidence.tasks import TASKS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=",".join(TASKS))
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="every task at smoke-test size (a few dozen samples)")
     args = p.parse_args(argv)
     if args.shd:
-        from tasks import add_shd
+        from benchmarks.evidence.tasks import add_shd
 
         add_shd(args.shd)
         if "shd" not in args.tasks.split(","):
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(json.dumps(work(j)) + "\n")
                 f.flush()
     if not args.no_report:
-        from report import report
+        from benchmarks.evidence.report import report
 
         report(out, grid=args.grid)
     return 0

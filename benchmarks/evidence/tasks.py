@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from nets import Arch
-
+from benchmarks.evidence.nets import Arch
 from sg_stability import datasets
 from sg_stability.datasets import SpikeDataset
 

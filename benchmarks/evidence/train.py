@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from nets import build
-from tasks import Task, splits
 from torch import nn
 
+from benchmarks.evidence.nets import build
+from benchmarks.evidence.tasks import Task, splits
 from sg_stability.datasets import SpikeDataset
 
 

@@ -21,7 +21,7 @@ from .. import stability as cond
 from .._errors import ConfigError, did_you_mean, raw
 from .._validate import integer, real
 from ..recording import Record, Run, StepRef, Trace, traced
-from ..recording.records import value
+from ..recording.records import stacked
 from ..recording.sample_checks import with_time_dim
 from ..surrogates import Surrogate
 from . import estimates as est
@@ -112,7 +112,7 @@ def analyze_trace(trace: Trace, *, probes: int = 4, seed: int = 0, target: float
 def _layer_report(rec: Record, nxt: Record | None, ctx: _RunContext, goal: float) -> LayerReport:
     site, s = rec.site, rec.surrogate
     xs = ctx.steps_of[rec.path]
-    v = torch.stack([value(x).detach() for x in xs])  # [T, B, *neuron]
+    v = stacked(xs)  # [T, B, *neuron]
     neuron_shape = tuple(v.shape[2:])
     fired = rec.fired(v)
     per_neuron = fired.double().flatten(2).mean((0, 1))

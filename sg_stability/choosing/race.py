@@ -14,19 +14,31 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .._errors import ConfigError, raw
+from .._errors import ConfigError, RaceError, raw
 from .._patching import patch
 from .._state import preserved_state
 from .._validate import flag, integer
 from ..surrogates import Surrogate, get
 from .handle import ChosenPatch
 from .options import Batches, LossFn, RaceOptions, ScoreFn, race_options
+from .race_checks import (
+    batches_given,
+    calling,
+    checked_loss,
+    checked_optimizer,
+    checked_score,
+    describe,
+    epoch_of,
+    finite_norm,
+    leaves_no_trace,
+    validation,
+)
 from .race_report import TuneReport
 from .shortlist import Candidate
 from .shortlist import candidates as analysis_shortlist
@@ -41,42 +53,30 @@ FINALISTS = 3
 
 
 
-def _epoch(batches: Batches, epoch: int) -> list[Any]:
-    return list(batches(epoch) if callable(batches) else batches)
-
-
 def accuracy(model: nn.Module, batches: Sequence[Any]) -> float:
     """Classification accuracy of ``model(x).argmax(-1)`` against ``y`` over ``(x, y)`` batches, minus a
     thousandth of the cross-entropy so that equal accuracies are ranked by their loss."""
     right = total = 0
     loss = 0.0
-    for x, y in batches:
+    for batch in batches:
+        if not (isinstance(batch, list | tuple) and len(batch) == 2):
+            raise ConfigError("score='accuracy' needs (x, y) validation batches", got=raw(describe(batch)),
+                              allowed="batches of (inputs, integer labels)",
+                              fix="pass score='loss' or score=callable(model, val_batches) for other batches")
+        x, y = batch
         out = model(x)
+        if not isinstance(out, Tensor) or tuple(out.shape[:-1]) != tuple(y.shape):
+            raise ConfigError("score='accuracy' needs class scores of shape [*labels.shape, classes]",
+                              got=raw(f"model output {describe(out)} for labels {describe(y)}"),
+                              allowed="model(x) of shape [batch, classes] for labels [batch] (or [..., classes] "
+                              "for labels [...])",
+                              fix="reduce the output over time in the model (e.g. sum the output spikes over "
+                              "time), or pass score='loss' or score=callable(model, val_batches)")
         right += int((out.argmax(-1) == y).sum())
         total += int(y.numel())
         loss += float(torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1),
                                                         reduction="sum"))
     return (right - 1e-3 * loss) / max(total, 1)
-
-
-def _iterable(value: Any, name: str, allow_callable: bool = False) -> Any:
-    if (allow_callable and callable(value)) or (isinstance(value, Iterable) and not isinstance(value, str | Tensor)):
-        return value if isinstance(value, Sequence) or callable(value) else list(value)
-    raise ConfigError(f"tune: {name} must be an iterable of batches", got=raw(type(value).__name__),
-                      allowed="a list of batches (or a DataLoader)" + (", or epoch -> batches" if allow_callable
-                                                                       else ""),
-                      fix=f"pass {name}=[batch, ...]")
-
-
-def _loss(loss_fn: LossFn, model: nn.Module, batch: Any) -> Tensor:
-    loss = loss_fn(model, batch)
-    if not isinstance(loss, Tensor) or loss.numel() != 1:
-        raise ConfigError("tune: loss_fn must return the loss as a scalar tensor",
-                          got=raw(type(loss).__name__ + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor)
-                                                         else "")),
-                          allowed="a tensor with one element that depends on the model's output",
-                          fix="return e.g. F.cross_entropy(model(x), y) (reduce it with .mean() or .sum())")
-    return loss
 
 
 def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, race: RaceOptions | None = None,
@@ -95,27 +95,25 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     :func:`sg_stability.candidates` (the stability analysis' shortlist). Returns the winner's patch as a
     :class:`ChosenPatch`; ``handle.race`` is the :class:`TuneReport`. The weights are restored to what they were
     before (``keep_weights=True`` keeps the winner's partly trained weights instead).
+
+    The race refuses to choose on broken evidence: a loss that is not finite before any training, a score that
+    is not a finite number, or every candidate diverging (a non-finite loss, gradient or weights) raise
+    :class:`RaceError` with the model restored. A candidate whose gradient is not finite stops before the step
+    that would apply it, so non-finite weights never survive. The race leaves no trace: the global random state,
+    every ``.grad`` and the given ``Candidate`` objects and surrogates (learnable ones included) are as before.
     """
     opts = race_options(race, options, "tune")
     integer(seed, "seed", example="seed=0", where="tune")
     flag(progress, "progress", where="tune")
-    val_batches, score, epochs, keep_weights = opts.val_batches, opts.score, opts.epochs, opts.keep_weights
+    score, epochs, keep_weights = opts.score, opts.epochs, opts.keep_weights
     if not callable(loss_fn):
         raise ConfigError("loss_fn must be callable", got=loss_fn, allowed="loss_fn(model, batch) -> scalar tensor",
                           fix="pass e.g. loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1])")
     scorer, metric = _scorer(score, loss_fn)
-    batches = _iterable(batches, "batches", allow_callable=True)
-    if val_batches is not None:
-        val_batches = _iterable(val_batches, "val_batches")
-    if candidates is not None:
-        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
-            raise ConfigError("tune: candidates must be a list of surrogates", got=candidates,
-                              allowed="a list of Surrogate instances, family names or sg.Candidate, or None",
-                              fix='pass e.g. candidates=["fast_sigmoid", "atan"], or None for the shortlist')
-        candidates = [c if isinstance(c, Candidate) else get(c) for c in candidates]
-    if not callable(batches) and not isinstance(batches, Sequence):
-        batches = list(batches)  # read once: a generator would run dry, and every candidate sees the same batches
-    first = _epoch(batches, 0)
+    batches = batches_given(batches, "batches", allow_callable=True)
+    val_batches = validation(opts.val_batches) if opts.val_batches is not None else None
+    given = _given_candidates(candidates)
+    first = epoch_of(batches, 0)
     if not first:
         raise ConfigError("batches is empty", got=batches, allowed="an iterable of at least one training batch",
                           fix="pass the list of training batches of one epoch")
@@ -128,14 +126,16 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
                               fix="pass val_batches=[...] (a validation split)")
         val_batches, first = first[-cut:], first[:-cut]
     assert val_batches is not None
-    pool = [c if isinstance(c, Candidate) else Candidate(c, "given") for c in
-            (candidates if candidates is not None else analysis_shortlist(model, sample, run=run))]
+    chosen_from = given if given is not None else analysis_shortlist(model, sample, run=run)
+    # the race's own Candidates, and its own copy of a surrogate with learnable parameters: yours stay untouched
+    pool = [Candidate(_racing(c.surrogate), c.origin, c.reach, c.growth, c.spread, dict(c.layer_gradients))
+            if isinstance(c, Candidate) else Candidate(_racing(c), "given") for c in chosen_from]
     if not pool:
         raise ConfigError("no candidates to rank", got=candidates, allowed="a non-empty list of surrogates",
                           fix="leave candidates=None for the stability analysis' shortlist")
 
     def epoch_batches(e: int) -> list[Any]:
-        b = _epoch(batches, e)
+        b = first if e == 0 and held_out else epoch_of(batches, e)
         return b[:len(first)] if held_out else b
 
     steps_per_epoch = len(first)
@@ -146,12 +146,12 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     trained = 0
     alive = list(range(len(pool)))
     keep = [len(pool), min(len(pool), max(3, math.ceil(len(pool) / 3))), min(len(pool), FINALISTS)]
-    with preserved_state(model):  # hidden state and train/eval flags as they were, whatever happens
+    with preserved_state(model), leaves_no_trace(model):  # hidden state, flags, RNG and .grad as they were
         bar = _bar(progress, sum(keep[i] * (RUNGS[i] - (RUNGS[i - 1] if i else 0)) for i in range(len(RUNGS))) * total)
         try:
             model.eval()
             with torch.no_grad():
-                start_loss = _mean_loss(model, loss_fn, val_batches)  # the surrogate does not change the forward pass
+                start_loss = _start_loss(model, loss_fn, val_batches)  # the surrogate does not change the forward
             for rung, fraction in enumerate(RUNGS):
                 alive = alive[:keep[rung]]
                 until = max(1, round(fraction * total))
@@ -161,34 +161,98 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
                     trained += until - done
                     model.load_state_dict(state)
                     with patch(model, surrogate=cand.surrogate, builtin=False):
-                        opt = opts.make_optimizer(model)
+                        with calling("optimizer(model)"):
+                            opt = opts.make_optimizer(model)
+                        opt = checked_optimizer(opt, model)
                         if opt_state is not None:
                             opt.load_state_dict(opt_state)
                         torch.manual_seed(seed + done)
-                        done, ok = _train(model, opt, loss_fn, epoch_batches, steps_per_epoch, done, until, bar)
-                        with torch.no_grad():
-                            val_loss = _mean_loss(model, loss_fn, val_batches) if ok else math.nan
-                            value = scorer(model, val_batches) if ok and math.isfinite(val_loss) else -math.inf
-                        cand.diverged = cand.diverged or not math.isfinite(value)
+                        done, failure = _train(model, opt, loss_fn, epoch_batches, steps_per_epoch, done, until,
+                                               bar, cand.label)
+                        value, val_loss = -math.inf, math.nan
+                        if failure is None:
+                            with torch.no_grad():
+                                val_loss = _mean_loss(model, loss_fn, val_batches)
+                                if not math.isfinite(val_loss):
+                                    failure = f"validation loss {val_loss} after {done} training steps"
+                                else:
+                                    with calling(f"score(model, val_batches) for candidate {cand.label}"):
+                                        got = scorer(model, val_batches)
+                                    value = checked_score(got, f"candidate {cand.label} after {done} steps")
+                        cand.failure = cand.failure or failure
+                        cand.diverged = cand.failure is not None
                         cand.learned = not cand.diverged and start_loss - val_loss > LEARNED * abs(start_loss)
                         cand.scores.append((fraction, value))
-                        states[i] = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), done)
+                        states[i] = ({k: v.detach().clone() for k, v in model.state_dict().items() if k in initial},
+                                     copy.deepcopy(opt.state_dict()), done)
                 # candidates that learned, best score first; then those that have not (yet), in the shortlist's order
                 alive.sort(key=lambda i: (not pool[i].diverged, pool[i].learned,
                                           pool[i].score if pool[i].learned else -i), reverse=True)
+                alive = [i for i in alive if not pool[i].diverged]
+                if not alive:
+                    raise _all_diverged(pool)
         finally:
             if bar is not None:
                 bar.close()
             model.load_state_dict(initial)
     best = pool[alive[0]]
-    if keep_weights:
+    if keep_weights:  # the winner's weights, and its trained copy of the surrogate (learnable parameters too)
         model.load_state_dict(states[alive[0]][0])
+        installed = best.surrogate
+    else:
+        original = chosen_from[alive[0]]
+        installed = original.surrogate if isinstance(original, Candidate) else original
     report = TuneReport(pool, best, float(epochs), trained / steps_per_epoch, time.perf_counter() - t0, metric)
-    return ChosenPatch.taking_over(patch(model, surrogate=best.surrogate), race=report)
+    return ChosenPatch.taking_over(patch(model, surrogate=installed), race=report)
+
+
+def _racing(surrogate: Surrogate) -> Surrogate:
+    """The surrogate the race trains with: a copy when it has parameters that training would change."""
+    return copy.deepcopy(surrogate) if any(True for _ in surrogate.parameters()) else surrogate
+
+
+def _given_candidates(candidates: Any) -> list[Surrogate | Candidate] | None:
+    if candidates is None:
+        return None
+    if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+        raise ConfigError("tune: candidates must be a list of surrogates", got=candidates,
+                          allowed="a list of Surrogate instances, family names or sg.Candidate, or None",
+                          fix='pass e.g. candidates=["fast_sigmoid", "atan"], or None for the shortlist')
+    return [c if isinstance(c, Candidate) else get(c) for c in candidates]
+
+
+def _all_diverged(pool: list[Candidate]) -> RaceError:
+    failed = [c for c in pool if c.failure is not None]
+    return RaceError("tune: every candidate still in the race diverged, so none can be chosen; the model is as it "
+                     "was", got=raw("; ".join(f"{c.label}: {c.failure}" for c in failed[:4])
+                                    + (f"; and {len(failed) - 4} more" if len(failed) > 4 else "")),
+                     allowed="a race in which a candidate trains with a finite loss, gradient and weights",
+                     fix="check loss_fn's gradient (sqrt or log of 0 gives NaN), lower lr, and check the batches "
+                     "for NaN or inf")
+
+
+def _start_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any]) -> float:
+    """The untrained model's validation loss, batch by batch: a non-finite one means no candidate can be judged."""
+    total = 0.0
+    for b, batch in enumerate(batches):
+        with calling(f"loss_fn(model, batch) on validation batch {b} ({describe(batch)})"):
+            loss = loss_fn(model, batch)
+        value = float(checked_loss(loss, f"validation batch {b}", training=False))
+        if not math.isfinite(value):
+            raise RaceError(f"loss_fn returned {value} on validation batch {b} before any training: no candidate "
+                            "can be judged on it", got=raw(f"loss {value} for {describe(batch)}"),
+                            allowed="a finite loss on every validation batch at the model's initial weights",
+                            fix="check the batch for NaN/inf and loss_fn for log(0) or 0/0")
+        total += value
+    return total / len(batches)
 
 
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any]) -> float:
-    return sum(float(_loss(loss_fn, model, b)) for b in batches) / max(len(batches), 1)
+    total = 0.0
+    for b, batch in enumerate(batches):
+        with calling(f"loss_fn(model, batch) on validation batch {b} ({describe(batch)})"):
+            total += float(checked_loss(loss_fn(model, batch), f"validation batch {b}", training=False))
+    return total / max(len(batches), 1)
 
 
 def _scorer(score: str | ScoreFn, loss_fn: LossFn) -> tuple[ScoreFn, str]:
@@ -205,9 +269,11 @@ def _scorer(score: str | ScoreFn, loss_fn: LossFn) -> tuple[ScoreFn, str]:
 
 
 def _train(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, epoch_batches: Callable[[int], list[Any]],
-           steps_per_epoch: int, done: int, until: int, bar: Any) -> tuple[int, bool]:
-    """Train from global step ``done`` to ``until``; False when the loss stops being finite."""
+           steps_per_epoch: int, done: int, until: int, bar: Any, label: str) -> tuple[int, str | None]:
+    """Train from global step ``done`` to ``until``. Returns the steps done and, when the candidate diverged,
+    where: a non-finite loss or gradient stops it before the step that would apply it."""
     model.train()
+    params = [p for group in opt.param_groups for p in group["params"]]
     while done < until:
         epoch, offset = divmod(done, steps_per_epoch)
         todo = epoch_batches(epoch)[offset:offset + until - done]
@@ -215,18 +281,30 @@ def _train(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, epoch_
             raise ConfigError(f"epoch {epoch} of the training batches is shorter than the first", got=offset,
                               allowed=f"{steps_per_epoch} batches in every epoch",
                               fix="pass a list of batches, or batches=lambda epoch: ... returning a full epoch")
-        for batch in todo:
+        for b, batch in enumerate(todo, start=offset):
+            where = f"training batch {b} of epoch {epoch}"
             opt.zero_grad()
-            loss = _loss(loss_fn, model, batch)
-            if not torch.isfinite(loss):
-                return until, False
+            with calling(f"loss_fn(model, batch) on {where} ({describe(batch)}), candidate {label}"):
+                loss = checked_loss(loss_fn(model, batch), where, training=True)
+            if done == 0 and not bool(torch.isfinite(loss.detach())):
+                raise RaceError(f"loss_fn returned {float(loss)} on {where} at the model's initial weights, before "
+                                "any training step: every candidate would start from it",
+                                got=raw(f"loss {float(loss)} for {describe(batch)}"),
+                                allowed="a finite loss at the initial weights",
+                                fix="check the batch for NaN/inf and loss_fn for log(0) or 0/0")
             loss.backward()
+            grads = [p.grad for p in params if p.grad is not None]
+            if not bool(finite_norm([loss, *grads])):
+                kind = "loss" if not bool(torch.isfinite(loss.detach())) else "gradient"
+                return until, f"non-finite {kind} on {where}"
             opt.step()
             done += 1
             if bar is not None:
                 bar.update(1)
     model.eval()
-    return done, True
+    if not bool(finite_norm(params)):
+        return done, f"non-finite weights after {done} training steps"
+    return done, None
 
 
 def _bar(progress: bool, total: float) -> Any:

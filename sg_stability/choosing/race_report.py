@@ -38,7 +38,7 @@ class TuneReport:
         for c in sorted(self.candidates, key=lambda c: (-len(c.scores), -c.score)):
             by_f = dict(c.scores)
             cells = "".join(f"{by_f[f]:>9.4g}" if f in by_f else f"{'':>9}" for f in fractions)
-            mark = "  <- chosen" if c is self.best else (" (diverged)" if c.diverged else "")
+            mark = "  <- chosen" if c is self.best else (f" (diverged: {c.failure})" if c.diverged else "")
             if c.scores and not c.learned and not c.diverged:
                 mark += " *"
             lines.append(f"{c.label:<{width}}{_opt(c.reach, '.3f'):>7}{_opt(c.growth, '.3f'):>8}{cells}{mark}")

@@ -56,7 +56,7 @@ from .._errors import ConfigError
 from .._validate import integer
 from ..analysis.gradients import gradient_norms, layer_gradients, spread
 from ..recording import Run, Trace, traced
-from ..recording.records import value
+from ..recording.records import stacked
 from ..recording.sample_checks import with_time_dim
 from ..stability import late_growth
 from ..surrogates import Surrogate, get
@@ -88,6 +88,7 @@ class Candidate:
     scores: list[tuple[float, float]] = field(default_factory=list)  # (fraction of the budget, score)
     learned: bool = False
     diverged: bool = False
+    failure: str | None = None  # where it diverged in the race (a non-finite loss, gradient or weights)
 
     @property
     def score(self) -> float:
@@ -96,7 +97,14 @@ class Candidate:
     @property
     def label(self) -> str:
         s = self.surrogate
-        return f"{s.family}(γ={float(s.dampening):.3g}, β={float(s.sharpness):.3g})"
+        return f"{s.family}(γ={_number(s.dampening)}, β={_number(s.sharpness)})"
+
+
+def _number(p: Any) -> str:
+    """A parameter for a label: a float, or the mean of a per-neuron or learnable tensor (detached)."""
+    if isinstance(p, Tensor):
+        return format(float(p.detach().float().mean()), ".3g") + ("" if p.numel() == 1 else " (mean)")
+    return format(float(p), ".3g")
 
 
 @dataclass
@@ -116,7 +124,7 @@ def membranes(trace: Trace) -> list[LayerMembranes]:
         steps = rec.spike_steps()
         if not steps:
             continue
-        v = torch.stack([value(s).detach().float() for s in steps]).flatten(2)
+        v = stacked(steps).float().flatten(2)
         dyn = rec.site.driver.dynamics()
         thr = rec.site.driver.threshold() if dyn is None else dyn.threshold
         threshold = abs(float(torch.as_tensor(thr).float().mean())) if thr is not None else 1.0

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from .._errors import ConfigError
+from .._errors import ConfigError, raw
 from .._handle import PatchHandle
 from .._patching import patch
 from .._validate import flag
@@ -68,14 +68,22 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
 
     Other keyword arguments (``params``) are the family's parameters (e.g. a q_pseudospike ``tail``).
 
-    ``time_dim`` as for :func:`analyze` (applied to the sample and, in the race, to every batch). Every argument
+    ``time_dim`` as for :func:`analyze`: it moves the sample's time dimension first; the race's batches go to
+    ``loss_fn`` as they are (``loss_fn`` feeds the model). Every argument
     is checked before anything changes; a failure after the initialisation puts the weights back.
     """
     # every argument is checked before the first change (the initialisation), so a typo changes nothing
     _check(batches, loss_fn)
     check_options(probes, seed, target)
     # checked even when no race runs: a typo is a typo
-    race = race_options(race, {k: params.pop(k) for k in list(params) if k in FIELDS}, "stabilize")
+    race_fields = {k: params.pop(k) for k in list(params) if k in FIELDS}
+    if batches is None and (race is not None or race_fields):
+        named = next(iter(race_fields), "race")
+        raise ConfigError(f"stabilize: {named} is an option of the training race, which runs only with batches and "
+                          "loss_fn", got=raw(f"{named}={race_fields.get(named, race)!r} without batches"),
+                          allowed="race options (" + ", ".join(FIELDS) + ") together with batches= and loss_fn=",
+                          fix=f"pass batches=... and loss_fn=... to race the candidates, or drop {named}")
+    race = race_options(race, race_fields, "stabilize")
     flag(progress, "progress", where="stabilize")
     keep_spread = flag(keep_spread, "keep_spread", where="stabilize")
     base = get(family, **params)

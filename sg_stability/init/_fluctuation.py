@@ -75,7 +75,7 @@ def fluctuation(model: nn.Module, sample: Any, *, run: Run | None = None, mu_u: 
         mu_w = mean_u / (total * eps_bar)
         for role, w, n, nu in groups:
             s = share if role == "input" else 1.0 - share
-            var = s * sd_u**2 / (n * nu * eps_hat) - (0.0 if centred else mu_w**2)
+            var = s * sd_u * sd_u / (n * nu * eps_hat) - (0.0 if centred else mu_w * mu_w)  # inf, not OverflowError
             if var < 0:
                 report.skipped.append(f"{layer.name}: {role} variance {var:.3g} < 0, set to 0 (mu_u too large)")
                 var = 0.0

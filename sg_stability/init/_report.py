@@ -79,18 +79,25 @@ class Writer:
             self.report.skipped.append(f"{layer}: its {role} weight is computed from other weights (a container's "
                                        "feedback through a Linear of its own), not a parameter: not written")
             return
-        if not bool(torch.isfinite(new).all()):
+        cast = new.to(param.dtype)  # checked after the cast: 1e150 is finite in float64, inf in float32
+        if not bool(torch.isfinite(cast).all()):
+            largest = float(new.double().abs().nan_to_num(nan=0.0).max())
             raise ConfigError(f"{layer}: the initialisation computed non-finite {role} weights ({rule}); nothing "
-                              "was changed", got=raw(f"{int((~torch.isfinite(new)).sum())} NaN/inf values"),
-                              allowed="finite weights",
-                              fix="check the sample (finite, the model's input layout) and the options; "
-                              "a layer that never spikes on the sample gives no statistics")
+                              "was changed", got=raw(f"{int((~torch.isfinite(cast)).sum())} NaN/inf values in "
+                                                     f"{str(param.dtype).removeprefix('torch.')} (largest computed "
+                                                     f"|w| {largest:.3g})"),
+                              allowed="finite weights in the parameter's dtype"
+                              + (f" (|w| <= {torch.finfo(param.dtype).max:.3g})" if param.dtype.is_floating_point
+                                 else ""),
+                              fix="check the options (a mu_u or sigma_u too large for the dtype) and the sample "
+                              "(finite, the model's input layout); a layer that never spikes on the sample gives no "
+                              "statistics")
         before = stats(param)
         zero_diag = param.dim() == 2 and param.shape[0] == param.shape[1] and bool(
             (torch.diagonal(param.detach()) == 0).all())
         self.touch(param)
         with torch.no_grad():
-            new = new.to(param.dtype).reshape(param.shape)
+            new = cast.reshape(param.shape)
             if zero_diag:
                 new = new.clone()
                 new.fill_diagonal_(0.0)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..adapter_api import NeuronSite
@@ -94,6 +95,13 @@ class Record:
 
 def value(ref: StepRef) -> Tensor:
     return ref[0] if ref[1] is None else ref[0][ref[1]]
+
+
+def stacked(refs: list[StepRef]) -> Tensor:
+    """The steps' membranes as one detached ``[steps, batch, *neuron]`` tensor; a model run on an unbatched sample
+    (``[steps, features]``, one vector per step) counts as a batch of one."""
+    v = torch.stack([value(r).detach() for r in refs])
+    return v.unsqueeze(1) if v.dim() == 2 else v
 
 
 def weight_of(module: nn.Module | None) -> Tensor | None:

@@ -24,9 +24,18 @@ class TimeFirst:
         self.run, self.time_dim = run, time_dim
 
     def __call__(self, model: nn.Module, x: Any) -> Any:
-        if isinstance(x, Tensor):
-            x = x.movedim(self.time_dim, 0)
+        if not isinstance(x, Tensor):
+            raise _time_dim_needs_a_tensor(x)
+        x = x.movedim(self.time_dim, 0)
         return self.run(model, x) if self.run is not None else model(x)
+
+
+def _time_dim_needs_a_tensor(sample: Any) -> ConfigError:
+    return ConfigError("time_dim moves the time dimension of a tensor sample; this sample is not a tensor, and "
+                       "which of its parts has time is not known", got=raw(type(sample).__name__),
+                       allowed="time_dim with a tensor sample; a tuple or dict sample without time_dim",
+                       fix="move the time dimension first yourself, or pass run=lambda model, s: model(...) that "
+                       "feeds the model in its own layout")
 
 
 def with_time_dim(run: Run | None, time_dim: Any) -> Run | None:
@@ -70,6 +79,8 @@ def check_sample(sample: Any, run: Run | None) -> None:
                                   got=raw(f"tensor of shape {tuple(t.shape)} with {kind}"),
                                   allowed="a sample of finite values",
                                   fix="clean the batch first (e.g. torch.nan_to_num(x)) or pick another batch")
+    if isinstance(run, TimeFirst) and not isinstance(sample, Tensor):
+        raise _time_dim_needs_a_tensor(sample)
     if isinstance(run, TimeFirst) and isinstance(sample, Tensor) and run.time_dim >= sample.dim():
         raise ConfigError("time_dim is not a dimension of the sample", got=run.time_dim,
                           allowed=f"0 <= time_dim < {sample.dim()} for a sample of shape {tuple(sample.shape)}",

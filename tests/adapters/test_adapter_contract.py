@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from toy_adapter import ToyAdapter, ToyDriver, ToyNet
 
 import sg_stability as sg
 from sg_stability.adapter_api import CallPattern, Installed
 from sg_stability.testing import verify_patch
+from tests.zoo.toy_adapter import ToyAdapter, ToyDriver, ToyNet
 
 ROOT = Path(__file__).resolve().parents[2]
 T, BATCH, N_IN, N = 30, 8, 6, 12
@@ -159,7 +159,7 @@ def test_installed_is_what_the_handle_records():
 
 
 def test_names_that_left_the_top_level_still_work_and_warn():
-    from toy_adapter import toy_step
+    from tests.zoo.toy_adapter import toy_step
 
     with toy_adapter():
         with pytest.warns(DeprecationWarning, match="moved to sg_stability.plugins.read_native"):

@@ -9,15 +9,16 @@ import warnings
 
 import pytest
 import torch
-from compile_check import assert_compiled_gradients_equal
 from torch import nn
 
 import sg_stability as sg
 from sg_stability.testing import SurrogateProbe, module_fingerprint, verify_patch
+from tests.compile_check import assert_compiled_gradients_equal
 
 pytest.importorskip("norse")
 import sg_stability.adapters.norse as norse_adapter
-from norse_models import CellNet, H, LayerNet, T, cells, layers, nt, sample_input
+
+from tests.zoo.norse_models import CellNet, H, LayerNet, T, cells, layers, nt, sample_input
 
 norse = nt()
 FAMILIES = ["rectangular", "triangular", "exponential", "gaussian", "sigmoid", "fast_sigmoid", "q_pseudospike", "atan"]

@@ -14,12 +14,12 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import reference_shapes
 import torch
 from torch import nn
 
 import sg_stability as sg
 from sg_stability.testing import SurrogateProbe, verify_patch
+from tests.zoo import reference_shapes
 
 pytestmark = pytest.mark.parity
 

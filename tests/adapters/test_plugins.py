@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from toy_adapter import ToyAdapter, ToyDriver, ToyNet
 
 import sg_stability as sg
 from sg_stability import hookspecs, plugins
 from sg_stability.adapter_api import NativeReading, NeuronSite
+from tests.zoo.toy_adapter import ToyAdapter, ToyDriver, ToyNet
 
 ROOT = Path(__file__).resolve().parents[2]
 

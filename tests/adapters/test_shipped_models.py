@@ -1,4 +1,4 @@
-"""The models the frameworks ship (tests/shipped_models.py, small widths): find -> patch (8 families) -> verify
+"""The models the frameworks ship (tests/zoo/shipped_models.py, small widths): find -> patch (8 families) -> verify
 -> analyze -> stabilize -> each initialiser -> remove, with assertions on correctness. Full sizes and timings:
 benchmarks/shipped_models.py (BENCHMARKS.md)."""
 
@@ -8,11 +8,11 @@ import copy
 
 import pytest
 import torch
-from shipped_models import MODELS, Shipped
 
 import sg_stability as sg
 from sg_stability.choosing import SPREAD_SLACK
 from sg_stability.testing import measure, verify_patch
+from tests.zoo.shipped_models import MODELS, Shipped
 
 # whole models, subprocesses or training runs: not in ./dev test --fast
 pytestmark = pytest.mark.slow

@@ -8,15 +8,15 @@ import pickle
 
 import pytest
 import torch
-from compile_check import assert_compiled_gradients_equal
 from torch import nn
 
 import sg_stability as sg
 from sg_stability.testing import SurrogateProbe, module_fingerprint, verify_patch
+from tests.compile_check import assert_compiled_gradients_equal
 
 snn = pytest.importorskip("snntorch")
 
-from snntorch_models import (  # noqa: E402
+from tests.zoo.snntorch_models import (  # noqa: E402
     MULTI_STEP,
     ConvLSTMNet,
     ExplicitNet,

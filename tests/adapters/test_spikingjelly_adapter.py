@@ -12,16 +12,16 @@ import math
 import warnings
 
 import pytest
-import reference_shapes
 import torch
-from compile_check import assert_compiled_gradients_equal
 from torch import nn
 
 import sg_stability as sg
 from sg_stability.testing import module_fingerprint, verify_patch
+from tests.compile_check import assert_compiled_gradients_equal
+from tests.zoo import reference_shapes
 
 pytest.importorskip("spikingjelly")
-from spikingjelly_models import (
+from tests.zoo.spikingjelly_models import (
     SJNet,
     available,
     legacy_api,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-import shd_networks
 import torch
 from torch import nn
 
 import sg_stability as sg
+from tests.zoo import shd_networks
 
 SMALL = {"n_in": 120, "n_rec": 48, "n_out": 6}
 

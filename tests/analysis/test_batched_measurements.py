@@ -15,13 +15,13 @@ import gc
 import itertools
 
 import pytest
-import shd_networks
 import torch
 
 import sg_stability as sg
 from sg_stability.analysis.estimates import column_mean_squares, input_weight
 from sg_stability.recording.probes import probe_grads
 from sg_stability.stability import _checks
+from tests.zoo import shd_networks
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
 
@@ -148,10 +148,9 @@ def test_the_input_weight_read_with_inputs_up_to_the_gain_gives_the_multiplied_w
 @pytest.mark.parametrize("model_name", ["norse/VGG11", "sj/sew_resnet18"])
 @pytest.mark.slow
 def test_a_layer_gain_measured_through_a_whole_sequence_input_equals_one_plain_pass_per_step_and_probe(model_name):
-    import shipped_models
-
     from sg_stability.analysis.gradients import measured_layer
     from sg_stability.recording.records import value
+    from tests.zoo import shipped_models
 
     m = shipped_models.MODELS[model_name]("small")
     with sg.recording.traced(m.model, m.sample, run=m.run) as trace:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import shd_networks
 import torch
 from torch import nn
 
 import sg_stability as sg
+from tests.zoo import shd_networks
 
 DIMS = shd_networks.TINY
 
@@ -69,3 +69,14 @@ def test_a_neuron_used_at_two_places_is_an_error_not_a_recurrent_layer():
 
     report = sg.analyze(fixed, x, run=run_fixed)
     assert [layer.name for layer in report.layers] == ["1", "3"] and report.steps == 5
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+def test_an_unbatched_sample_is_analysed_as_a_batch_of_one(framework):
+    """A model that takes [steps, features] (one vector per step) gets the analysis of the same sample with a batch
+    dimension of one, not an internal IndexError."""
+    model, x = shd_networks.tiny(framework)
+    unbatched, batched = sg.analyze(model, x[:, 0]), sg.analyze(model, x[:, :1])
+    assert [layer.firing_rate for layer in unbatched.layers] == [layer.firing_rate for layer in batched.layers]
+    assert [c.label for c in sg.candidates(model, x[:, 0])] == [c.label for c in sg.candidates(model, x[:, :1])]
+    sg.stabilize(model, x[:, 0]).remove()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import glob
 
 import pytest
-import shd_networks
 import torch
 
 import sg_stability as sg
 from sg_stability.choosing.shortlist import measure_recorded
+from tests.zoo import shd_networks
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
 

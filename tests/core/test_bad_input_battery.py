@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import shd_networks
 import torch
 from torch import nn
 
@@ -22,6 +21,7 @@ import sg_stability as sg
 from sg_stability import schedules as sch
 from sg_stability import sparsity
 from sg_stability.testing import module_fingerprint, verify_patch
+from tests.zoo import shd_networks
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
 DIMS = shd_networks.TINY

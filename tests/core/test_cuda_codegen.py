@@ -16,10 +16,10 @@ import subprocess
 import types
 
 import pytest
-import reference_shapes
 import torch
 
 import sg_stability as sg
+from tests.zoo import reference_shapes
 
 NVCC = shutil.which("nvcc")
 pytestmark = [pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed here"),
@@ -34,7 +34,7 @@ XS = [-40.0, -3.1, -1.2, -0.61, -0.3, -0.05, 0.0, 0.04, 0.2, 0.33, 0.9, 1.7, 5.5
 
 
 def reference(family: str, v: torch.Tensor) -> torch.Tensor:
-    """The derivative from its definition (tests/reference_shapes.py), not from the package's code."""
+    """The derivative from its definition (tests/zoo/reference_shapes.py), not from the package's code."""
     return reference_shapes.derivative(family, v, GAMMA, BETA, **FAMILIES[family])
 
 

@@ -90,7 +90,7 @@ def test_spikingjelly2_fused_builtin_matches_reference_on_cuda(family):
 def test_analyze_and_stabilize_on_cuda_match_the_cpu(framework):
     """The measurements' random probes are drawn on the CPU and moved to the model's device, so a model on CUDA
     gets the CPU's recommendation and (up to rounding) its gains."""
-    import shd_networks
+    from tests.zoo import shd_networks
 
     model, x = shd_networks.tiny(framework)
     cpu = sg.analyze(model, x)

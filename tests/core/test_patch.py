@@ -8,11 +8,11 @@ import weakref
 import pytest
 import torch
 from torch import nn
-from toy_adapter import ToyAdapter, ToyDriver, ToyNet, toy_step
 
 import sg_stability as sg
 from sg_stability.adapter_api import Transaction
 from sg_stability.testing import module_fingerprint, verify_patch
+from tests.zoo.toy_adapter import ToyAdapter, ToyDriver, ToyNet, toy_step
 
 snn = pytest.importorskip("snntorch")
 

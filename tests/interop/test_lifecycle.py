@@ -10,13 +10,13 @@ import sys
 import threading
 
 import pytest
-import shd_networks
 import torch
-from compile_check import assert_compiled_gradients_equal
 from torch import nn
 
 import sg_stability as sg
 from sg_stability.testing import module_fingerprint
+from tests.compile_check import assert_compiled_gradients_equal
+from tests.zoo import shd_networks
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]
 make = shd_networks.tiny

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-import shd_networks
 import torch
 
 import sg_stability as sg
+from tests.zoo import shd_networks
 
 SMALL = {"n_in": 200, "n_rec": 64, "n_out": 8}
 
