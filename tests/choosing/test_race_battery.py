@@ -9,6 +9,7 @@ no case pays for the stability analysis.
 from __future__ import annotations
 
 import copy
+import io
 import math
 import pickle
 from collections.abc import Callable
@@ -287,10 +288,10 @@ def test_other_new_surfaces_refuse_clearly_and_change_nothing(call, error, words
     (copy.copy, "copy.copy(handle)"),
     (copy.deepcopy, "copy.deepcopy(handle)"),
     (pickle.dumps, "pickle.dumps(handle)"),
-    (lambda h: torch.save(h, __import__("io").BytesIO()), "pickle.dumps(handle)"),
+    (lambda h: torch.save(h, io.BytesIO()), "torch.save(handle)"),
 ])
 def test_a_handle_refuses_to_be_copied_or_pickled(copier, words):
-    model, x = net()
+    model, _ = net()
     handle = sg.patch(model, surrogate="fast_sigmoid")
     with pytest.raises(sg.NotCopyableError) as info:
         copier(handle)
