@@ -24,6 +24,9 @@ COLUMNS = ["task", "framework", "grid best (config)", "grid median", "default", 
 def run(module: str, *args: str) -> str:
     """``python -m benchmarks.<module> args`` from the repository root; its stdout."""
     env = {**os.environ, "SG_STABILITY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # one share of the cores per worker (see tests/conftest.py)
+        share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+        env.setdefault("OMP_NUM_THREADS", str(share))
     done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
