@@ -22,6 +22,7 @@ from . import (
     stability,
     surrogates,
 )
+from ._checkpoint import load_state_dict
 from ._errors import (
     AdapterError,
     AlreadyPatchedError,
@@ -86,6 +87,7 @@ __all__ = [
     "from_native",
     "init",
     "is_patched",
+    "load_state_dict",
     "patch",
     "plugins",
     "schedules",

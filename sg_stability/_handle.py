@@ -13,6 +13,7 @@ from torch import nn
 
 from ._errors import NotCopyableError, PatchConflictError, Problem, raw
 from ._names import short_names, shortened_note
+from ._spec import spec_of
 from ._transaction import Change, Transaction, current_value
 from ._validate import flag
 from .adapter_api import NativeReading, NeuronSite
@@ -43,6 +44,7 @@ class SlotRecord:
     slot: str
     before: NativeReading
     after: object
+    requested: Surrogate | None = None  # what the patch asked for (``after`` may be the framework's own class)
 
     @property
     def path(self) -> str:
@@ -88,8 +90,10 @@ class PatchHandle:
         records: list[SlotRecord],
         skipped: list[Problem],
         notes: list[str],
+        builtin: bool = True,
     ) -> None:
         self._model_ref = weakref.ref(model)
+        self.builtin = builtin
         self._tx = tx
         self.records: tuple[SlotRecord, ...] = tuple(records)
         self.skipped: tuple[Problem, ...] = tuple(skipped)
@@ -127,6 +131,18 @@ class PatchHandle:
     def surrogates(self) -> dict[str, object]:
         """Installed surrogate objects by site path (``path.slot`` for neurons with several slots)."""
         return {r.path: r.after for r in self.records}
+
+    def to_dict(self) -> dict[str, Any]:
+        """What this patch installed at every site, as JSON-serialisable data (a *spec*): family, parameters
+        (per-neuron tensors and learnable flags included), the Heaviside convention, how it was installed (ours
+        or the framework's own class) and the site's path. ``sg.patch(fresh_model, spec)`` reproduces the same
+        surrogates bit for bit on a model of the same architecture. Save it next to the ``state_dict``."""
+        seen: dict[int, tuple[str, str, str, object, Surrogate]] = {}
+        for r in self.records:
+            requested = r.requested if r.requested is not None else r.after
+            if id(r.site) not in seen and isinstance(requested, Surrogate):
+                seen[id(r.site)] = (r.site.path, r.site.adapter, r.site.kind, r.after, requested)
+        return spec_of(list(seen.values()), self.builtin)
 
     @property
     def removed(self) -> bool:

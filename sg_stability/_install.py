@@ -97,7 +97,7 @@ def install(selected: list[tuple[NeuronSite, Surrogate]], options: PatchOptions,
             tx.rollback()
             raise
         for slot, obj in installed.objects.items():
-            records.append(SlotRecord(site, slot, before[slot], obj))
+            records.append(SlotRecord(site, slot, before[slot], obj, surr))
         if installed.note:
             notes.append(f"{display_path(site.path)}: {installed.note}")
     return tx, records, problems, notes

@@ -7,6 +7,7 @@ collect all problems -> apply inside a transaction (complete rollback on any fai
 from __future__ import annotations
 
 import fnmatch
+import glob
 import sys
 import warnings
 from collections import Counter
@@ -25,6 +26,7 @@ from ._errors import (
 )
 from ._handle import PatchHandle, display_path, installed_by_live_handle, live_handles, model_lock
 from ._install import install
+from ._spec import is_spec, surrogates_of
 from ._validate import flag, glob_patterns
 from .adapter_api import AdapterInfo, NeuronSite, PatchOptions
 from .surrogates import Surrogate, get
@@ -174,7 +176,7 @@ def _given_sites(sites: list[NeuronSite], given: Sequence[NeuronSite]) -> list[N
 
 def patch(
     model: nn.Module,
-    surrogate: str | Surrogate | None = None,
+    surrogate: str | Surrogate | Mapping[str, Any] | None = None,
     *,
     targets: Targets = None,
     strict: bool = True,
@@ -195,10 +197,21 @@ def patch(
     with a warning. Spikes stay bit-identical (the framework's own Heaviside convention is kept).
     ``builtin=True`` lets an adapter install the framework's own surrogate class when it is exactly the
     requested one (SpikingJelly 2.0 then keeps its fused kernels); ``False`` always installs ours.
+    ``surrogate`` may also be a *spec*, the dict :meth:`PatchHandle.to_dict` returns: every site it names gets its
+    surrogate back, bit for bit (a spec that does not fit the model is a four-part error naming the first site).
     Returns a :class:`PatchHandle`; ``handle.remove()`` restores the identical original objects.
     """
     require_module(model, "patch")
     strict, builtin = flag(strict, "strict", where="patch"), flag(builtin, "builtin", where="patch")
+    if is_spec(surrogate):
+        if targets is not None or params:
+            raise ConfigError("a patch spec says every site's surrogate itself", got=raw(
+                f"targets={targets!r}, {', '.join(params) or 'no parameters'}"), allowed="sg.patch(model, spec)",
+                fix="leave out targets= and the parameters (edit the spec to change a site)")
+        by_path, builtin = surrogates_of(surrogate, {s.path: (s.adapter, s.kind)
+                                                     for s in neuron_sites(model, "patch")})
+        targets = {glob.escape(path): s for path, s in by_path.items()}
+        surrogate = None
     if isinstance(targets, Mapping):
         if surrogate is not None:
             raise ConfigError(
@@ -217,7 +230,7 @@ def patch(
                 allowed="a family name (e.g. 'fast_sigmoid'), a Surrogate instance, or targets={glob: surrogate}",
                 fix='sg.patch(model, surrogate="fast_sigmoid", dampening=0.3, sharpness=2.0)',
             )
-        default = get(surrogate, **params)
+        default = get(cast(Any, surrogate), **params)  # a dict that is not a spec: get names the problem
 
     with model_lock(model):  # a second thread sees this patch as live, or waits until it is complete
         sites = neuron_sites(model, "patch")
@@ -236,7 +249,7 @@ def patch(
 
         tx, records, problems, notes = install(selected, PatchOptions(builtin=builtin), strict)
         try:
-            return PatchHandle(model, tx, records, problems, notes)
+            return PatchHandle(model, tx, records, problems, notes, builtin)
         except BaseException:
             tx.rollback()
             raise

@@ -110,6 +110,11 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
         raise ConfigError("loss_fn must be callable", got=loss_fn, allowed="loss_fn(model, batch) -> scalar tensor",
                           fix="pass e.g. loss_fn=lambda m, b: F.cross_entropy(m(b[0]), b[1])")
     scorer, metric = _scorer(score, loss_fn)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError("tune: the model has no trainable parameters, so no candidate can train",
+                          got=raw(f"{sum(1 for _ in model.parameters())} parameters, none with requires_grad=True"),
+                          allowed="a model with parameters that require grad",
+                          fix="unfreeze the weights the race should train (p.requires_grad_(True))")
     batches = batches_given(batches, "batches", allow_callable=True)
     val_batches = validation(opts.val_batches) if opts.val_batches is not None else None
     given = _given_candidates(candidates)
@@ -251,7 +256,8 @@ def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any]) -> flo
     total = 0.0
     for b, batch in enumerate(batches):
         with calling(f"loss_fn(model, batch) on validation batch {b} ({describe(batch)})"):
-            total += float(checked_loss(loss_fn(model, batch), f"validation batch {b}", training=False))
+            loss = loss_fn(model, batch)
+        total += float(checked_loss(loss, f"validation batch {b}", training=False))
     return total / max(len(batches), 1)
 
 
@@ -285,7 +291,8 @@ def _train(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: LossFn, epoch_
             where = f"training batch {b} of epoch {epoch}"
             opt.zero_grad()
             with calling(f"loss_fn(model, batch) on {where} ({describe(batch)}), candidate {label}"):
-                loss = checked_loss(loss_fn(model, batch), where, training=True)
+                loss = loss_fn(model, batch)
+            loss = checked_loss(loss, where, training=True)
             if done == 0 and not bool(torch.isfinite(loss.detach())):
                 raise RaceError(f"loss_fn returned {float(loss)} on {where} at the model's initial weights, before "
                                 "any training step: every candidate would start from it",

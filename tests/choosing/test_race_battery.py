@@ -171,6 +171,42 @@ def test_an_exception_inside_loss_fn_comes_out_unchanged_with_where_it_happened(
     assert_unchanged(model, before)
 
 
+def _raise(error: Exception) -> Any:
+    raise error
+
+
+@pytest.mark.parametrize(("where", "kw"), [
+    ("score(model, val_batches) for candidate", {"score": lambda m, b: _raise(ZeroDivisionError("mine"))}),
+    ("optimizer(model)", {"optimizer": lambda m: _raise(ZeroDivisionError("mine"))}),
+    ("batches(epoch=0)", {"batches": lambda epoch: _raise(ZeroDivisionError("mine"))}),
+])
+def test_an_exception_inside_any_callable_comes_out_unchanged_with_its_name(where, kw):
+    model, x = net()
+    before = snapshot(model)
+    with pytest.raises(ZeroDivisionError, match="mine") as info:
+        race(model, x, **kw)
+    assert any(where in note for note in info.value.__notes__)
+    assert_unchanged(model, before)
+
+
+def test_our_own_check_of_a_result_is_not_blamed_on_the_callable():
+    model, x = net()
+    with pytest.raises(sg.ConfigError) as info:
+        race(model, x, loss_fn=no_grad_loss)
+    assert not getattr(info.value, "__notes__", None)
+
+
+def test_a_frozen_model_is_named_before_anything_trains():
+    model, x = net()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    before = snapshot(model)
+    with pytest.raises(sg.ConfigError) as info:
+        race(model, x)
+    four_part(info.value, "no trainable parameters")
+    assert_unchanged(model, before)
+
+
 def test_one_diverging_candidate_loses_and_the_others_race_on():
     """The first candidate's loss turns NaN on its second step (not at the initial weights): it diverges and is
     stopped before the step; the other trains and wins."""
