@@ -47,6 +47,7 @@ from sg_stability.adapter_api import (
 )
 from sg_stability.surrogates import FastSigmoid, Gaussian, Sigmoid, Surrogate, Triangular
 
+from ._nir import norse_exchange  # noqa: F401  (this adapter's sg_nir_exchange hook)
 from ._norse_clone import MARKER, THRESHOLD_MODULE, clone, reaches_threshold
 
 NAME = "norse"

@@ -32,6 +32,8 @@ from sg_stability.adapter_api import (
 )
 from sg_stability.surrogates import ATan, FastSigmoid, Sigmoid, Surrogate
 
+from ._nir import snntorch_exchange  # noqa: F401  (this adapter's sg_nir_exchange hook)
+
 NAME = "snntorch"
 
 # Classes whose forward calls spike_grad once for a whole [T, B, ...] sequence, or once per step.

@@ -47,6 +47,8 @@ from sg_stability.surrogates import (
     Triangular,
 )
 
+from ._nir import spikingjelly_exchange  # noqa: F401  (this adapter's sg_nir_exchange hook)
+
 NAME = "spikingjelly"
 SURROGATE_MODULE = "spikingjelly.activation_based.surrogate"
 SLOTS = ("surrogate_function", "surrogate_function1", "surrogate_function2")
@@ -292,8 +294,7 @@ class SpikingJellyDriver(NeuronDriver):
 @hookimpl
 def sg_adapter_info() -> AdapterInfo:
     return AdapterInfo(
-        name=NAME,
-        framework="spikingjelly",
+        name=NAME, framework="spikingjelly",
         description="modules from spikingjelly with surrogate_function (also surrogate_function1/2 of RNN cells)",
         tested_versions="0.0.0.0.14 (torch, cupy), 2.0.0 (torch reference and fused ops)",
     )
@@ -333,8 +334,7 @@ def sg_read_native(obj: Any) -> NativeReading | None:
     if sj_name is None:
         return None
     params = {k: getattr(obj, k) for k in ("alpha", "w", "c", "beta") if hasattr(obj, k)}
-    args = ", ".join(f"{k}={v!r}" for k, v in params.items())
-    source = f"spikingjelly surrogate.{type(obj).__name__}({args})"
+    source = f"spikingjelly surrogate.{type(obj).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
     if type(obj).__module__ != SURROGATE_MODULE:
         return NativeReading(source=f"{type(obj).__module__}.{type(obj).__qualname__}",
                              reason=f"a subclass of SpikingJelly's {sj_name} defined elsewhere: its formula may differ")

@@ -43,6 +43,7 @@ from ._errors import (
     UnknownSurrogateError,
 )
 from ._handle import PatchHandle
+from ._nir import from_nir, to_nir
 from ._patching import find_neurons, is_patched, patch, unpatch
 from .analysis import LayerReport, StabilityReport
 from .choosing import Candidate, ChosenPatch, RaceOptions, TuneReport, analyze, candidates, stabilize, tune
@@ -85,6 +86,7 @@ __all__ = [
     "diagnostics",
     "find_neurons",
     "from_native",
+    "from_nir",
     "init",
     "is_patched",
     "load_state_dict",
@@ -95,6 +97,7 @@ __all__ = [
     "stability",
     "stabilize",
     "surrogates",
+    "to_nir",
     "tune",
     "unpatch",
 ]

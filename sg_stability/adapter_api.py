@@ -113,6 +113,16 @@ class Installed:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class NIRExchange:
+    """A framework's own NIR exporter and importer, as :func:`sg_stability.to_nir` / ``from_nir`` call them:
+    ``export(model, sample, **options) -> nir.NIRGraph`` (a graph ``nir.write`` can write: an adapter fixes what
+    its framework's exporter leaves unwritable) and ``load(graph, **options) -> nn.Module``."""
+
+    export: Callable[..., Any]
+    load: Callable[..., nn.Module]
+
+
 #: the usual fix of a problem that only leaving the site out can solve
 SKIP_FIX = "leave it out with targets=, or pass strict=False to skip it"
 

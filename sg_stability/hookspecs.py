@@ -31,7 +31,7 @@ import pluggy
 if TYPE_CHECKING:
     from torch import nn
 
-    from .adapter_api import AdapterInfo, NativeReading, NeuronSite
+    from .adapter_api import AdapterInfo, NativeReading, NeuronSite, NIRExchange
 
 hookspec = pluggy.HookspecMarker("sg_stability")
 
@@ -67,6 +67,12 @@ def sg_save_state(module: nn.Module) -> Callable[[], None] | None:
     Return a function that puts that state back, or ``None`` if this adapter keeps no such state in ``module``.
     Buffers, tensor attributes and the train/eval flag are saved by the core for every module.
     """
+
+
+@hookspec(firstresult=True)
+def sg_nir_exchange(adapter: str) -> NIRExchange | None:
+    """The framework's own NIR exporter and importer, when ``adapter`` is this adapter's name (else ``None``):
+    what :func:`sg_stability.to_nir` and :func:`sg_stability.from_nir` call."""
 
 
 @hookspec(historic=True)

@@ -28,7 +28,7 @@ from torch import nn
 
 from . import hookspecs
 from ._errors import ConfigError, NotConvertibleError, PluginLoadWarning, raw
-from .adapter_api import PROJECT, AdapterInfo, NativeReading, NeuronSite
+from .adapter_api import PROJECT, AdapterInfo, NativeReading, NeuronSite, NIRExchange
 from .surrogates import Surrogate
 from .surrogates._registry import forget_plugin_families, register_family, set_discovery
 
@@ -234,6 +234,12 @@ def save_state(module: nn.Module) -> Callable[[], None] | None:
     ``sg_save_state``), or None."""
     restore: Callable[[], None] | None = manager().hook.sg_save_state(module=module)
     return restore
+
+
+def nir_exchange(adapter: str) -> NIRExchange | None:
+    """The NIR exporter and importer of adapter ``adapter``'s framework (its ``sg_nir_exchange``), or None."""
+    exchange: NIRExchange | None = manager().hook.sg_nir_exchange(adapter=adapter)
+    return exchange
 
 
 def read_native(obj: Any) -> NativeReading:

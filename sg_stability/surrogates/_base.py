@@ -17,7 +17,7 @@ surrogate methods); ``gradcheck`` on the smooth mode verifies all three gradient
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -206,6 +206,12 @@ class Surrogate(nn.Module):
         return self
 
     # -- the module -------------------------------------------------------------------------------------
+    def __call__(self, x: Tensor) -> Tensor:
+        # Bound here, not inherited: graph exporters that trace by replacing nn.Module.__call__ (nirtorch's
+        # GraphTracer, behind snnTorch's and Norse's NIR export) would otherwise record the surrogate, which
+        # lives inside a neuron, as a graph node of its own that NIR cannot represent. Hooks still run.
+        return cast(Tensor, self._wrapped_call_impl(x))
+
     def forward(self, x: Tensor) -> Tensor:
         gamma, beta = self.dampening, self.sharpness
         for name, p in (("dampening", gamma), ("sharpness", beta)):
