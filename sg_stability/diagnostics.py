@@ -204,6 +204,42 @@ class Diagnostics:
             lines.append(note)
         return "\n".join(lines + ([""] + hints if hints else ["", "no problems seen"]))
 
+    def metrics(self, prefix: str = "sg") -> dict[str, float]:
+        """The last epoch of every layer as flat scalars: ``{prefix}/{layer}/rate``, ``dead``, ``saturated``,
+        ``active`` and ``gradient_growth`` (the last two where measured)."""
+        out: dict[str, float] = {}
+        for path, layer in self.layers.items():
+            if not layer.history:
+                continue
+            r, name = layer.history[-1], f"{prefix}/{path or 'model'}"
+            values = {"rate": r.rate, "dead": r.dead, "saturated": r.saturated, "active": r.active,
+                      "gradient_growth": r.gradient_growth}
+            out.update({f"{name}/{k}": float(v) for k, v in values.items() if v is not None})
+        return out
+
+    def log_to(self, logger: Any, step: int, *, prefix: str = "sg") -> dict[str, float]:
+        """Log :meth:`metrics` at ``step`` to a TensorBoard ``SummaryWriter`` (anything with ``add_scalar``) or a
+        Lightning logger (anything with ``log_metrics``: TensorBoard, CSV, W&B, MLflow loggers); returns them."""
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise ConfigError("Diagnostics.log_to: step must be an integer", got=step,
+                              allowed="the global step or the epoch number", fix="pass step=trainer.global_step")
+        values = self.metrics(prefix)
+        if not values:
+            raise ConfigError("Diagnostics.log_to: no epoch recorded yet, so there is nothing to log",
+                              got="0 epochs", allowed="log_to after end_epoch()",
+                              fix="call diag.end_epoch() at the end of each epoch, then diag.log_to(...)")
+        if callable(getattr(logger, "log_metrics", None)):
+            logger.log_metrics(values, step=step)
+        elif callable(getattr(logger, "add_scalar", None)):
+            for tag, value in values.items():
+                logger.add_scalar(tag, value, step)
+        else:
+            raise ConfigError("Diagnostics.log_to: the logger has neither log_metrics nor add_scalar",
+                              got=type(logger).__name__,
+                              allowed="a torch.utils.tensorboard SummaryWriter, or a Lightning logger "
+                              "(trainer.logger)", fix="pass SummaryWriter(log_dir) or trainer.logger")
+        return values
+
     def plot(self, path: str | Path) -> Path:
         """A PNG dashboard: rate, dead and saturated fractions and active fraction per epoch, and the last
         epoch's gradient norm per time step."""
