@@ -10,6 +10,7 @@ before its weights load, so learnable surrogate parameters load too. Needs ``pip
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ except ImportError as error:  # pragma: no cover - the test extras install Light
                       "(or pip install lightning)") from error
 from torch import Tensor, nn
 
-from .._errors import ConfigError
+from .._errors import AlreadyPatchedError, ConfigError, SGStabilityWarning
 from .._handle import PatchHandle, live_handles
 from .._patching import patch
 from .._spec import FORMAT, VERSION
@@ -48,7 +49,12 @@ def restore(module: nn.Module, checkpoint: Mapping[str, Any]) -> PatchHandle | N
     spec = checkpoint.get(KEY)
     if spec is None or live_handles(module):
         return None
-    return patch(module, spec)
+    try:
+        return patch(module, spec)
+    except AlreadyPatchedError as error:  # e.g. the module patches its own network in __init__: that patch stays
+        warnings.warn(f"sg_stability.lightning: the checkpoint's surrogates were not applied: {error.what}",
+                      SGStabilityWarning, stacklevel=2)
+        return None
 
 
 class Restorable:

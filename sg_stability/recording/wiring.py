@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .records import Record
+from .records import Record, weight_of
 
 Event = tuple[str, Any, Any]  # ("w", weight module, record of the neuron whose spikes it consumed) or ("n", record)
 
@@ -35,7 +35,7 @@ def wire(events: list[Event]) -> None:
         rec = obj
         if rec.first_event < 0:
             rec.first_event = position
-        own = {m for m, src in pending if src is rec}
+        own = {m for m, src in pending if src is rec and _maps_back(m, rec)}
         recurrent.setdefault(id(rec), set()).update(own)
         others = [m for m, src in pending if src is not rec]
         counts = feeds.setdefault(id(rec), {})
@@ -48,6 +48,16 @@ def wire(events: list[Event]) -> None:
             rec.recurrent = next(iter(loops), None)
             candidates = {m: c for m, c in feeds.get(id(rec), {}).items() if m not in loops}
             rec.feed = max(candidates, key=lambda m: candidates[m]) if candidates else None
+
+
+def _maps_back(module: nn.Module, rec: Record | None) -> bool:
+    """Whether a weight that consumes ``rec``'s spikes can be its recurrent weight: a matrix must map the
+    neurons back onto as many neurons (a feed-forward layer after the neuron in a loop over time, e.g.
+    Linear(128 -> 10) after 128 neurons, runs before the neuron's next step too, and is no recurrence)."""
+    w = weight_of(module)
+    if rec is None or w is None or w.dim() != 2 or not rec.outputs:
+        return True
+    return w.shape[0] == rec.outputs[-1].shape[-1]
 
 
 def ancestors(model: nn.Module, path: str) -> tuple[nn.Module, ...]:

@@ -315,3 +315,29 @@ def test_a_report_with_long_layer_names_stays_under_120_characters_and_names_eve
     assert "…" in lines[2] and "shortened to fit" in text
     for path in (s.path for s in sg.find_neurons(net)):
         assert f"{path}: " in text  # each diagnosis line names the layer in full
+
+
+def test_a_feed_forward_layer_after_a_neuron_in_a_time_loop_is_not_taken_for_its_recurrence():
+    """Linear(8 -> 3) consumes the neuron's spikes and runs before the neuron's next step, as a recurrent weight
+    would; it cannot map 8 neurons back onto 8, so the layer is analysed as feed-forward (it used to crash)."""
+    snn = pytest.importorskip("snntorch")
+
+    class Stepped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc1, self.lif, self.fc2 = nn.Linear(12, 8), snn.Leaky(beta=0.9), nn.Linear(8, 3)
+            with torch.no_grad():
+                self.fc1.weight.mul_(4.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mem, outs = self.lif.init_leaky(), []
+            for x_t in x:
+                spk, mem = self.lif(self.fc1(x_t), mem)
+                outs.append(self.fc2(spk))
+            return torch.stack(outs)
+
+    model = Stepped()
+    report = sg.analyze(model, (torch.rand(10, 4, 12) < 0.5).float())
+    (layer,) = report.layers
+    assert layer.gain_kind != "recurrent" and "recurrent" not in layer.gain_kind

@@ -50,3 +50,24 @@ def test_tune_example_races_and_plots(tmp_path):
     out = run("examples/tune_surrogate.py", "--epochs", "1", "--steps", "5", "--out", str(tmp_path))
     assert "TuneReport: 9 candidates" in out and "<- chosen" in out and "race cost" in out
     assert (tmp_path / "tune_surrogate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_trains_the_default_and_the_stabilized_choice_from_the_same_weights(tmp_path):
+    pytest.importorskip("sklearn")
+    out = run("examples/demo.py", "--seeds", "1", "--epochs", "1", "--train", "64", "--out", str(tmp_path))
+    assert "snnTorch default: atan(" in out and "sg.stabilize:     fast_sigmoid" in out
+    assert "seed 0: test accuracy default" in out and "mean over 1 seed(s): default" in out and "(gain " in out
+    assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("example", ["spikingjelly_nir", "norse_nir"])
+def test_framework_examples_stabilize_train_checkpoint_and_round_trip_nir(example, tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip(example.split("_")[0])
+    pytest.importorskip("nir")
+    out = run(f"examples/{example}.py", "--epochs", "1", "--train", "64", "--out", str(tmp_path))
+    assert "sg.stabilize: fast_sigmoid" in out and "epoch 1: test accuracy" in out
+    assert "checkpoint: resumed with the same surrogates: True" in out
+    assert "re-imported with fast_sigmoid(" in out
+    framework = example.split("_")[0]
+    assert (tmp_path / f"{framework}.nir").stat().st_size > 0 and (tmp_path / f"{framework}.pt").exists()
