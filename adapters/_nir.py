@@ -28,7 +28,17 @@ def snntorch_exchange(adapter: str) -> NIRExchange | None:
     from snntorch.export_nir import export_to_nir
     from snntorch.import_nir import import_from_nir
 
-    return NIRExchange(export=_quiet(export_to_nir), load=import_from_nir)
+    def export(model: nn.Module, sample: Any, **options: Any) -> Any:
+        try:
+            return _quiet(export_to_nir)(model, sample, **options)
+        except (ValueError, AssertionError) as error:  # nirtorch's type check, NIR's shape assertion
+            error.add_note("sg_stability: snnTorch's NIR exporter needs per-neuron parameters (beta and threshold as "
+                           "tensors of the layer's size, e.g. snn.Leaky(beta=torch.full((n,), 0.9), "
+                           "threshold=torch.ones(n))) and a sample of one step without time ([batch, features] or "
+                           "[features])")
+            raise
+
+    return NIRExchange(export=export, load=import_from_nir)
 
 
 @hookimpl(specname="sg_nir_exchange")

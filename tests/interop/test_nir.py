@@ -168,3 +168,11 @@ def test_hook_sg_nir_exchange():
         assert handle is not None and canonical(handle) == canonical(model)
     finally:
         sg.plugins.unregister("toy")
+
+
+def test_snntorchs_exporter_failing_on_scalar_parameters_says_what_it_needs():
+    snn = pytest.importorskip("snntorch")
+    model = nn.Sequential(nn.Linear(12, 8), snn.Leaky(beta=0.9, init_hidden=True))  # scalar beta and threshold
+    with pytest.raises((ValueError, AssertionError)) as info:
+        sg.to_nir(model, torch.rand(12))
+    assert any("per-neuron parameters" in note for note in getattr(info.value, "__notes__", []))
