@@ -60,7 +60,15 @@ def from_nir(graph: Any, *, framework: str, **options: Any) -> tuple[nn.Module, 
     (no neuron under it in the imported model, or an entry that does not read) is named in a warning and in
     ``handle.notes``.
     """
+    if not isinstance(framework, str):
+        raise ConfigError("from_nir: framework must be an adapter's name", got=framework,
+                          allowed="'snntorch', 'spikingjelly', 'norse' or a plugin adapter's name",
+                          fix='pass framework="snntorch" (the framework to import into)')
     exchange = _exchange({framework}, "from_nir")
+    if not isinstance(getattr(graph, "nodes", None), dict) or not hasattr(graph, "edges"):
+        raise ConfigError("from_nir: graph is not a NIR graph", got=type(graph).__name__,
+                          allowed="a nir.NIRGraph (sg.to_nir's result, or nir.read(path))",
+                          fix="read the file first: sg.from_nir(nir.read(path), framework=...)")
     carried = {name: node.metadata[KEY] for name, node in getattr(graph, "nodes", {}).items()
                if isinstance(getattr(node, "metadata", None), dict) and KEY in node.metadata}
     model = exchange.load(graph, **options)

@@ -230,7 +230,14 @@ def patch(
                 allowed="a family name (e.g. 'fast_sigmoid'), a Surrogate instance, or targets={glob: surrogate}",
                 fix='sg.patch(model, surrogate="fast_sigmoid", dampening=0.3, sharpness=2.0)',
             )
-        default = get(cast(Any, surrogate), **params)  # a dict that is not a spec: get names the problem
+        if isinstance(surrogate, Mapping):
+            raise ConfigError("a dict passed as the surrogate is read as a patch spec, and this one is not",
+                              got=raw(f"dict with keys {sorted(map(str, surrogate))[:6]}"),
+                              allowed="a family name, a Surrogate, or the dict handle.to_dict() returned "
+                              "(format 'sg_stability.patch')",
+                              fix="pass the spec handle.to_dict() wrote, unchanged; for per-layer surrogates "
+                              "use targets={glob: surrogate}")
+        default = get(surrogate, **params)
 
     with model_lock(model):  # a second thread sees this patch as live, or waits until it is complete
         sites = neuron_sites(model, "patch")

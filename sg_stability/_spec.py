@@ -57,7 +57,11 @@ def surrogate_from_dict(data: Any, where: str, ties: dict[int, nn.Parameter] | N
         dtype = getattr(torch, str(value["dtype"]), None)
         if not isinstance(dtype, torch.dtype):
             raise _bad(where, f"parameter {name!r} has an unknown dtype", value["dtype"])
-        tensor = torch.tensor(value["values"], dtype=dtype).reshape(value.get("shape", []))
+        try:
+            tensor = torch.tensor(value["values"], dtype=dtype).reshape(value.get("shape", []))
+        except (TypeError, ValueError, RuntimeError) as error:  # ragged values, or a shape they do not fill
+            raise _bad(where, f"parameter {name!r}'s values do not make a tensor of its shape: {error}",
+                       value) from error
         if value.get("learnable"):
             tie = value.get("tie")
             shared = ties.get(tie) if ties is not None and tie is not None else None
