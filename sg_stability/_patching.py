@@ -208,8 +208,10 @@ def patch(
             raise ConfigError("a patch spec says every site's surrogate itself", got=raw(
                 f"targets={targets!r}, {', '.join(params) or 'no parameters'}"), allowed="sg.patch(model, spec)",
                 fix="leave out targets= and the parameters (edit the spec to change a site)")
-        by_path, builtin = surrogates_of(surrogate, {s.path: (s.adapter, s.kind)
-                                                     for s in neuron_sites(model, "patch")})
+        spec_sites = {s.path: s for s in neuron_sites(model, "patch")}
+        by_path, builtin = surrogates_of(surrogate, {p: (s.adapter, s.kind) for p, s in spec_sites.items()})
+        for path, s in by_path.items():  # per-neuron and learnable tensors onto the neuron's device
+            s.to(_device_of(spec_sites[path].module) or _device_of(model) or "cpu")
         targets = {glob.escape(path): s for path, s in by_path.items()}
         surrogate = None
     if isinstance(targets, Mapping):
@@ -260,6 +262,11 @@ def patch(
         except BaseException:
             tx.rollback()
             raise
+
+
+def _device_of(module: nn.Module) -> Any:
+    """The device of a module's first parameter or buffer, or None when it holds none."""
+    return next((t.device for t in (*module.parameters(), *module.buffers())), None)
 
 
 def unpatch(model: nn.Module, *, force: bool = False) -> int:

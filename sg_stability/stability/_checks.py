@@ -134,16 +134,23 @@ T = TypeVar("T")
 #: values computed from a weight, per (what, tensor): id -> (a weak reference to it, its version, the value).
 #: analyze, candidates and stabilize's report all need the same weights' norms and sums; a VGG classifier's
 #: (4096 x 25088) take seconds
-_REMEMBERED: dict[tuple[str, int], tuple[weakref.ref[Tensor], int, Any]] = {}
+_REMEMBERED: dict[tuple[str, int], tuple[weakref.ref[Tensor], tuple[Any, ...], Any]] = {}
+
+
+def _state(w: Tensor) -> tuple[Any, ...]:
+    """What must not have changed for a remembered value to hold. The version alone is not enough:
+    ``model.to("cuda")``, ``model.double()`` and ``param.data = x`` keep the Parameter object and its version but
+    give it new data, on another device or of another dtype."""
+    return w._version, w.data_ptr(), w.device, w.dtype, tuple(w.shape)
 
 
 def per_weight(what: str, w: Tensor, compute: Callable[[], T]) -> T:
-    """``compute()``, remembered for the tensor ``w`` until it is changed in place (its version moves: an
-    optimizer step, an initialiser) or freed. Pass the weight itself (a ``.detach()`` is a new object each time,
-    so it would never be found again)."""
+    """``compute()``, remembered for the tensor ``w`` until its data change (in place: an optimizer step, an
+    initialiser; or swapped: a move to another device or dtype, ``param.data = ...``) or it is freed. Pass the
+    weight itself (a ``.detach()`` is a new object each time, so it would never be found again)."""
     key = (what, id(w))
     known = _REMEMBERED.get(key)
-    if known is not None and known[0]() is w and known[1] == w._version:
+    if known is not None and known[0]() is w and known[1] == _state(w):
         return known[2]
     value = compute()
 
@@ -151,5 +158,5 @@ def per_weight(what: str, w: Tensor, compute: Callable[[], T]) -> T:
         _REMEMBERED.pop(key, None)
 
     with contextlib.suppress(TypeError):  # a tensor subclass without weak references is not remembered
-        _REMEMBERED[key] = (weakref.ref(w, forget), w._version, value)
+        _REMEMBERED[key] = (weakref.ref(w, forget), _state(w), value)
     return value

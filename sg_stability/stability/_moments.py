@@ -39,8 +39,9 @@ def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics,
     ``[0, input_max]`` (spikes: 1). For ``leak = 1`` (integrate-and-fire) the range is unbounded: +-inf.
     """
     a, th = check_leak(dynamics.leak), as64(dynamics.threshold, "threshold")
-    s_plus = torch.zeros(())
-    s_minus = torch.zeros(())
+    device = next((w.device for w in (w_rec, w_in) if isinstance(w, Tensor)), None)  # the weights' device
+    s_plus = torch.zeros((), dtype=torch.float64, device=device)
+    s_minus = torch.zeros((), dtype=torch.float64, device=device)
     for given, name, scale in ((w_rec, "w_rec", 1.0), (w_in, "w_in", as64(input_max, "input_max"))):
         w = check_matrix(given, name, double=False)
         if given is not None and w is not None:
@@ -87,7 +88,8 @@ class PreparedWeights:
         self.matrix = w
         self.col_sq_mean = (w * w).mean(0)
         self.diag = torch.diagonal(w).clone() if w.shape[0] == w.shape[1] else torch.zeros(w.shape[0],
-                                                                                          dtype=w.dtype)
+                                                                                          dtype=w.dtype,
+                                                                                          device=w.device)
 
 
 @checked

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import sg_stability as sg
 from sg_stability import stability as st
 from sg_stability import testing as sg_testing
 from sg_stability.surrogates import families, get
+from tests.zoo import shd_networks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -362,3 +364,37 @@ def test_a_remembered_weight_norm_follows_in_place_changes_and_is_forgotten_with
     del w
     gc.collect()
     assert key not in _checks._REMEMBERED
+
+
+def test_a_remembered_weight_value_is_recomputed_when_the_weights_data_is_swapped():
+    """``model.to(device)``, ``model.double()`` and ``param.data = x`` keep the Parameter object and its version:
+    a value remembered for the old data must not be returned (on a GPU it was a CPU tensor: a device mismatch)."""
+    from sg_stability.stability._checks import per_weight
+
+    lin = nn.Linear(6, 5)
+    calls = []
+
+    def norm() -> torch.Tensor:
+        calls.append(1)
+        return lin.weight.detach().double().abs().sum()
+
+    first = per_weight("test abs sum", lin.weight, norm)
+    assert per_weight("test abs sum", lin.weight, norm) is first and len(calls) == 1  # remembered
+    with torch.no_grad():
+        lin.weight.data = 2 * lin.weight.data  # same object, same version, new values
+    assert float(per_weight("test abs sum", lin.weight, norm)) == pytest.approx(2 * float(first))
+    lin.double()  # same object and version again, another dtype
+    per_weight("test abs sum", lin.weight, norm)
+    assert len(calls) == 3
+
+
+def test_analyze_after_swapping_a_weights_data_reports_the_new_weights():
+    model, x = shd_networks.tiny("snntorch")
+    before = sg.analyze(model, x).layers[0].theory_gain
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = 3 * p.data
+    after = sg.analyze(model, x).layers[0].theory_gain
+    fresh, _ = shd_networks.tiny("snntorch")
+    fresh.load_state_dict(model.state_dict())
+    assert after == pytest.approx(sg.analyze(fresh, x).layers[0].theory_gain) and after != before

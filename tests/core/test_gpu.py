@@ -23,8 +23,10 @@ def test_surrogate_on_cuda_equals_cpu(family):
     s = sg.surrogates.get(family, dampening=0.6, sharpness=1.7)
     x = torch.linspace(-4, 4, 1001)
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        cpu = x.to(dtype).requires_grad_(True)
-        gpu = x.to("cuda", dtype).requires_grad_(True)
+        # fresh leaves each time: x.to(float32) is x itself, and a grad flag set on it would make the next
+        # dtype's copy a non-leaf (whose .grad is a warning, an error in this suite)
+        cpu = x.to(dtype).detach().clone().requires_grad_(True)
+        gpu = x.to("cuda", dtype).detach().clone().requires_grad_(True)
         s(cpu).sum().backward()
         s.cuda()(gpu).sum().backward()
         assert torch.equal(s(cpu.detach()), s(gpu.detach()).cpu())
