@@ -84,7 +84,7 @@ class SpikingJellySHD(nn.Module):
         from spikingjelly.activation_based import functional
 
         functional.reset_net(self)
-        spk = torch.zeros(x.shape[1], self.fc_rec.in_features)
+        spk = x.new_zeros(x.shape[1], self.fc_rec.in_features)  # on the input's device, in its dtype
         out = []
         for t in range(x.shape[0]):
             spk = self.lif_rec(self.fc_in(x[t]) + self.fc_rec(spk))
