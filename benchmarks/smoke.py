@@ -65,6 +65,11 @@ def test_sparsity_benchmark():
     assert "monitor + loss + diag" in out and "time ratio" in out
 
 
+def test_compile_benchmark():
+    out = run("bench_compile", "--steps", "2", "--time", "3")
+    assert "learnable  graph breaks   0" in out and "time ratio learnable / float" in out
+
+
 def test_shipped_models_benchmark_on_one_model(tmp_path):
     pytest.importorskip("norse")
     out = run("shipped_models", "--size", "small", "--models", "norse/ConvNet", "--no-rates",

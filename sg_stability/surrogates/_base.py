@@ -224,7 +224,9 @@ class Surrogate(nn.Module):
                     f"the tensor: {name}=t.to(device)")
             if isinstance(p, Tensor) and p.dim() > 0 and p.numel() > 1:
                 check_broadcast(self.family, self.site_path, name, p, x)
-            if isinstance(p, nn.Parameter) and p.requires_grad:
+            # the range check reads a value back from the device: inside a torch.compile graph that would break
+            # the graph (2 breaks per neuron and step), so there it is left to sg.surrogates.clamp_learnable_
+            if isinstance(p, nn.Parameter) and p.requires_grad and not torch.compiler.is_compiling():
                 check_learnable(self.family, self.site_path, name, p)
         return self._function.apply(
             x, gamma, beta, self.tail_value, self.heaviside.inclusive, self.heaviside.float32, self.spiking

@@ -8,6 +8,7 @@ import copy
 import io
 import sys
 import threading
+import warnings
 
 import pytest
 import torch
@@ -103,6 +104,31 @@ def test_torch_compile_gradients_equal_eager_after_patching(framework):
             return m(x).sum()
 
         assert_compiled_gradients_equal(model, loss)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_learnable_surrogate_compiles_into_one_graph_with_the_eager_gradients(framework):
+    """The per-forward range check of a learnable parameter reads a value back from the device; inside a compiled
+    graph it is skipped, so the graph does not break (it broke twice per neuron and step), and the parameter's own
+    gradient through the compiled model equals eager."""
+    model, x = make(framework)
+    dampening = nn.Parameter(torch.tensor(0.5))
+    with sg.patch(model, surrogate=sg.surrogates.get("fast_sigmoid", dampening=dampening)):
+
+        def loss(m: nn.Module) -> torch.Tensor:
+            for site in sg.find_neurons(model):
+                site.driver.reset_state()
+            return m(x).square().sum()
+
+        torch._dynamo.reset()
+        with warnings.catch_warnings():  # dynamo's own warnings while tracing the frameworks' code
+            warnings.simplefilter("ignore")
+            explained = torch._dynamo.explain(model)(x)
+        assert [str(r.reason).splitlines()[0] for r in explained.break_reasons
+                if "sg_stability" in "".join(f.filename for f in r.user_stack)] == []
+        assert_compiled_gradients_equal(model, loss)
+        assert dampening.grad is not None and dampening.grad.abs() > 0
 
 
 @pytest.fixture
