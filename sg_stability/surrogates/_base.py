@@ -207,9 +207,8 @@ class Surrogate(nn.Module):
 
     # -- the module -------------------------------------------------------------------------------------
     def __call__(self, x: Tensor) -> Tensor:
-        # Bound here, not inherited: graph exporters that trace by replacing nn.Module.__call__ (nirtorch's
-        # GraphTracer, behind snnTorch's and Norse's NIR export) would otherwise record the surrogate, which
-        # lives inside a neuron, as a graph node of its own that NIR cannot represent. Hooks still run.
+        # not inherited: exporters that replace nn.Module.__call__ to trace (nirtorch's GraphTracer, behind snnTorch's
+        # and Norse's NIR export) would record the surrogate as a node of its own. Hooks still run.
         return cast(Tensor, self._wrapped_call_impl(x))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -224,8 +223,7 @@ class Surrogate(nn.Module):
                     f"the tensor: {name}=t.to(device)")
             if isinstance(p, Tensor) and p.dim() > 0 and p.numel() > 1:
                 check_broadcast(self.family, self.site_path, name, p, x)
-            # the range check reads a value back from the device: inside a torch.compile graph that would break
-            # the graph (2 breaks per neuron and step), so there it is left to sg.surrogates.clamp_learnable_
+            # the range check reads from the device: in a compiled graph it is left to clamp_learnable_ (no breaks)
             if isinstance(p, nn.Parameter) and p.requires_grad and not torch.compiler.is_compiling():
                 check_learnable(self.family, self.site_path, name, p)
         return self._function.apply(
