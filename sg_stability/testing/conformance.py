@@ -142,7 +142,7 @@ def _forward_backward(model: nn.Module, run: Callable[[nn.Module], Tensor]) -> t
                                                               else "")),
                           allowed="a tensor of spikes or membranes (e.g. torch.stack(outputs))",
                           fix="return one tensor from run, e.g. lambda m: m(x)[0] for a (spikes, state) pair")
-    weights = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
+    weights = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64, device=out.device).reshape(out.shape)
     loss = (out.double() * weights).sum()
     if loss.requires_grad:
         loss.backward()
