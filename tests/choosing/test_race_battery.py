@@ -28,8 +28,8 @@ pytest.importorskip("snntorch")
 STEPS, BATCH, CLASSES = 6, 4, 3
 
 
-def net() -> tuple[nn.Module, torch.Tensor]:
-    return shd_networks.tiny("snntorch", steps=STEPS, batch=BATCH)
+def net(framework: str = "snntorch") -> tuple[nn.Module, torch.Tensor]:
+    return shd_networks.tiny(framework, steps=STEPS, batch=BATCH)
 
 
 def data(seed: int = 0, n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -138,9 +138,10 @@ REFUSED: list[tuple[str, dict[str, Any], type[Exception], tuple[str, ...]]] = [
 ]
 
 
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
 @pytest.mark.parametrize(("kw", "error", "words"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
-def test_the_race_refuses_to_choose_on_broken_evidence_and_restores_the_model(kw, error, words):
-    model, x = net()
+def test_the_race_refuses_to_choose_on_broken_evidence_and_restores_the_model(kw, error, words, framework):
+    model, x = net(framework)
     before = snapshot(model)
     rng = torch.get_rng_state()
     with pytest.raises(error) as info:
