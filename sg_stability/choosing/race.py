@@ -39,6 +39,7 @@ from .race_checks import (
     leaves_no_trace,
     validation,
 )
+from .race_prior import decide, keeping, paired_values, prior_of
 from .race_report import TuneReport
 from .shortlist import Candidate
 from .shortlist import candidates as analysis_shortlist
@@ -132,6 +133,7 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
         val_batches, first = first[-cut:], first[:-cut]
     assert val_batches is not None
     chosen_from = given if given is not None else analysis_shortlist(model, sample, run=run)
+    prior = prior_of(candidates if candidates is not None else chosen_from)  # what the analysis alone would pick
     # the race's own Candidates, and its own copy of a surrogate with learnable parameters: yours stay untouched
     pool = [Candidate(_racing(c.surrogate), c.origin, c.reach, c.growth, c.spread, dict(c.layer_gradients))
             if isinstance(c, Candidate) else Candidate(_racing(c), "given") for c in chosen_from]
@@ -158,7 +160,7 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
             with torch.no_grad():
                 start_loss = _start_loss(model, loss_fn, val_batches)  # the surrogate does not change the forward
             for rung, fraction in enumerate(RUNGS):
-                alive = alive[:keep[rung]]
+                alive = keeping(alive, keep[rung], prior)
                 until = max(1, round(fraction * total))
                 for i in alive:
                     cand = pool[i]
@@ -196,18 +198,21 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
                 alive = [i for i in alive if not pool[i].diverged]
                 if not alive:
                     raise _all_diverged(pool)
+            winner, decision = decide(model, pool, states, alive[0], prior,
+                                      lambda m: paired_values(m, val_batches, score, loss_fn))
         finally:
             if bar is not None:
                 bar.close()
             model.load_state_dict(initial)
-    best = pool[alive[0]]
+    best = pool[winner]
     if keep_weights:  # the winner's weights, and its trained copy of the surrogate (learnable parameters too)
-        model.load_state_dict(states[alive[0]][0])
+        model.load_state_dict(states[winner][0])
         installed = best.surrogate
     else:
-        original = chosen_from[alive[0]]
+        original = chosen_from[winner]
         installed = original.surrogate if isinstance(original, Candidate) else original
-    report = TuneReport(pool, best, float(epochs), trained / steps_per_epoch, time.perf_counter() - t0, metric)
+    report = TuneReport(pool, best, float(epochs), trained / steps_per_epoch, time.perf_counter() - t0, metric,
+                        decision)
     return ChosenPatch.taking_over(patch(model, surrogate=installed), race=report)
 
 

@@ -19,6 +19,7 @@ class TuneReport:
     cost_epochs: float
     seconds: float
     metric: str
+    decision: str = ""  # why the winner won over the analysis' own choice, where they differed
 
     @property
     def cost_runs(self) -> float:
@@ -42,6 +43,8 @@ class TuneReport:
             if c.scores and not c.learned and not c.diverged:
                 mark += " *"
             lines.append(f"{c.label:<{width}}{_opt(c.reach, '.3f'):>7}{_opt(c.growth, '.3f'):>8}{cells}{mark}")
+        if self.decision:
+            lines.append(self.decision)
         return "\n".join(lines)
 
     def plot(self, path: str | Path) -> Path:
