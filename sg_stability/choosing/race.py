@@ -97,6 +97,10 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     :class:`ChosenPatch`; ``handle.race`` is the :class:`TuneReport`. The weights are restored to what they were
     before (``keep_weights=True`` keeps the winner's partly trained weights instead).
 
+    Over the analysis' shortlist (``candidates=None``, or a :class:`Shortlist`), its preferred candidate -- what
+    ``sg.stabilize`` installs without data -- stays to the last rung and is replaced only by a candidate that
+    beats it by more than one standard error of their paired validation difference (``report.decision``).
+
     The race refuses to choose on broken evidence: a loss that is not finite before any training, a score that
     is not a finite number, or every candidate diverging (a non-finite loss, gradient or weights) raise
     :class:`RaceError` with the model restored. A candidate whose gradient is not finite stops before the step
