@@ -39,6 +39,9 @@ METHODS = ("default", "stabilize", "tune")
 #: the paper's second claim (high initial rate + gradual sparsity loss), run on SPARSITY_TASKS only
 SPARSITY_METHODS = ("sparsity_recipe", "sparsity_init_only", "sparsity_fixed", "sparsity_none")
 SPARSITY_TASKS = ("deep", "memory")
+#: the fluctuation-driven initialisation (Rossbroich et al.; and its variant with the mean membrane at threshold)
+#: against the framework's default initialisation, all with the framework's default surrogate; only on request
+INIT_METHODS = ("init_fluctuation", "init_fluctuation_threshold")
 SPARSITY_TARGET, SPARSITY_WEIGHT = 0.02, 5.0
 
 
@@ -96,6 +99,12 @@ def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
             return {"chosen": handle.race.best.label, "cost_runs": handle.race.cost_runs,
                     "tuning": str(handle.race)}
         return tune
+    if method in INIT_METHODS:
+        def initialise(model: Any, train: Any, val: Any) -> dict[str, Any]:
+            mu_u = "threshold" if method == "init_fluctuation_threshold" else 0.0
+            report = sg.init.fluctuation(model, train.x[:, :64], mu_u=mu_u)
+            return {"init_changes": len(report.changes), "init_skipped": list(report.skipped)}
+        return initialise
     if method.startswith("sparsity_"):
         from sg_stability.schedules import Constant, LinearRamp
         from sg_stability.sparsity import RateMonitor, SparsityLoss
