@@ -144,9 +144,10 @@ def test_the_evidence_harness_takes_shd_files_from_disk(tmp_path):
 def test_the_claims_arms_run_on_request(tmp_path):
     """The harness methods behind the claims table (the paper's gamma*/beta*, the fluctuation initialisers)."""
     evidence(tmp_path, "--tasks", "digits", "--frameworks", "snntorch", "--grid", "none", "--no-report",
-             "--methods", "paper,init_fluctuation,init_fluctuation_threshold")
+             "--methods", "paper,init_fluctuation,init_fluctuation_threshold,qtail_3,qtail_predicted")
     rows = {r["config"]["method"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
-    assert set(rows) == {"paper", "init_fluctuation", "init_fluctuation_threshold"}
+    assert set(rows) == {"paper", "init_fluctuation", "init_fluctuation_threshold", "qtail_3", "qtail_predicted"}
+    assert rows["qtail_3"]["tail"] == 3.0 and 1.01 <= rows["qtail_predicted"]["tail"] <= 100.0
     (layer,) = rows["paper"]["paper"]
     assert layer["rule"] == "Conditions III, IV" and layer["gamma_feasible"] and 0 < layer["gamma"] < 1
     assert rows["init_fluctuation"]["init_changes"] > 0 and 0.0 <= rows["paper"]["test_acc"] <= 1.0

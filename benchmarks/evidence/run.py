@@ -131,6 +131,26 @@ def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
             sg.patch(model, targets=targets)
             return {"paper": notes}
         return paper
+    if method.startswith("qtail_"):
+        import statistics
+
+        def qtail(model: Any, train: Any, val: Any) -> dict[str, Any]:
+            # q-PseudoSpike at a fixed tail q, or at the tail the analysis predicts (the one that gives each
+            # recurrent layer a gradient gain of 1 on the recorded membranes); its dampening and sharpness are
+            # what stabilize chooses for that tail
+            sample = train.x[:, :64]
+            out: dict[str, Any] = {}
+            if method == "qtail_predicted":
+                with sg.patch(model, surrogate="q_pseudospike"):
+                    verdicts = [layer.tail for layer in sg.analyze(model, sample).layers if layer.tail is not None]
+                q = statistics.median(v.value for v in verdicts) if verdicts else 2.0
+                out["tail_feasible"] = [v.feasible for v in verdicts]
+            else:
+                q = float(method.removeprefix("qtail_"))
+            q = min(max(q, 1.01), 100.0)
+            handle = sg.stabilize(model, sample, family="q_pseudospike", tail=q, progress=False)
+            return {**out, "tail": q, "chosen": {p: repr(s) for p, s in handle.surrogates.items()}}
+        return qtail
     if method in INIT_METHODS:
         def initialise(model: Any, train: Any, val: Any) -> dict[str, Any]:
             mu_u = "threshold" if method == "init_fluctuation_threshold" else 0.0
