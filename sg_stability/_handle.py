@@ -244,6 +244,14 @@ def live_handles(model: nn.Module) -> list[PatchHandle]:
     return list(_LIVE.get(model, ()))
 
 
+def live_spec(model: nn.Module) -> dict[str, Any] | None:
+    """The spec (:meth:`PatchHandle.to_dict`) of every live patch of ``model`` together, or None unpatched."""
+    specs = [h.to_dict() for h in live_handles(model)]
+    if not specs:
+        return None
+    return {**specs[0], "builtin": all(s["builtin"] for s in specs), "sites": [e for s in specs for e in s["sites"]]}
+
+
 def installed_by_live_handle(obj: object) -> bool:
     return isinstance(obj, nn.Module) and obj in _INSTALLED
 

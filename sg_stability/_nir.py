@@ -16,7 +16,7 @@ from torch import nn
 
 from . import plugins
 from ._errors import ConfigError, SGStabilityWarning
-from ._handle import PatchHandle, live_handles
+from ._handle import PatchHandle, live_spec
 from ._patching import neuron_sites, patch, require_module
 from ._spec import spec_of, surrogate_from_dict
 from .adapter_api import NeuronSite, NIRExchange
@@ -79,8 +79,7 @@ def from_nir(graph: Any, *, framework: str, **options: Any) -> tuple[nn.Module, 
     sites = neuron_sites(model, "from_nir")
     targets, lost = {}, []
     for name, text in carried.items():
-        site = next((s for s in sites if _node_of(s.path, {name: None}) == name
-                     or s.path.startswith(name + ".")), None)
+        site = next((s for s in sites if name in _names(s.path) or s.path.startswith(name + ".")), None)
         try:
             surrogate = surrogate_from_dict(json.loads(text).get("surrogate"), f"node {name}")
         except (ValueError, AttributeError) as error:
@@ -119,10 +118,7 @@ def _exchange(adapters: set[str], where: str) -> NIRExchange:
 def _site_entries(model: nn.Module, sites: list[NeuronSite]) -> dict[str, Any]:
     """The spec of every neuron site: what a live patch installed there, else the framework's own surrogate
     where it has a canonical form."""
-    installed = {}
-    for handle in live_handles(model):
-        for entry in handle.to_dict()["sites"]:
-            installed[entry["path"]] = entry
+    installed = {entry["path"]: entry for entry in (live_spec(model) or {"sites": []})["sites"]}
     native = []
     for site in sites:
         if site.path in installed:
@@ -137,12 +133,14 @@ def _site_entries(model: nn.Module, sites: list[NeuronSite]) -> dict[str, Any]:
     return spec
 
 
-def _node_of(path: str, nodes: Any) -> str | None:
-    """The graph node of module ``path``: exporters keep the path, or write its dots as underscores (with a
-    leading one where the name would start with a digit)."""
+def _names(path: str) -> tuple[str, ...]:
+    """The node names exporters give module ``path``: the path, or its dots as underscores (with a leading one
+    where the name would start with a digit)."""
     flat = path.replace(".", "_")
-    for name in (path, flat, "_" + flat):
-        if name in nodes:
-            return name
-    return None
+    return path, flat, "_" + flat
+
+
+def _node_of(path: str, nodes: Any) -> str | None:
+    """The graph node of module ``path`` among ``nodes``, or None."""
+    return next((name for name in _names(path) if name in nodes), None)
 

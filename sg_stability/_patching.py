@@ -203,18 +203,14 @@ def patch(
     """
     require_module(model, "patch")
     strict, builtin = flag(strict, "strict", where="patch"), flag(builtin, "builtin", where="patch")
-    if is_spec(surrogate):
+    spec = surrogate if is_spec(surrogate) else None
+    if spec is not None:
         if targets is not None or params:
             raise ConfigError("a patch spec says every site's surrogate itself", got=raw(
                 f"targets={targets!r}, {', '.join(params) or 'no parameters'}"), allowed="sg.patch(model, spec)",
                 fix="leave out targets= and the parameters (edit the spec to change a site)")
-        spec_sites = {s.path: s for s in neuron_sites(model, "patch")}
-        by_path, builtin = surrogates_of(surrogate, {p: (s.adapter, s.kind) for p, s in spec_sites.items()})
-        for path, s in by_path.items():  # per-neuron and learnable tensors onto the neuron's device
-            s.to(_device_of(spec_sites[path].module) or _device_of(model) or "cpu")
-        targets = {glob.escape(path): s for path, s in by_path.items()}
-        surrogate = None
-    if isinstance(targets, Mapping):
+        default = None  # the spec's targets are built from the model's sites, found once below
+    elif isinstance(targets, Mapping):
         if surrogate is not None:
             raise ConfigError(
                 "both surrogate= and a targets mapping were given",
@@ -243,6 +239,8 @@ def patch(
 
     with model_lock(model):  # a second thread sees this patch as live, or waits until it is complete
         sites = neuron_sites(model, "patch")
+        if spec is not None:
+            targets, builtin = _spec_targets(model, spec, sites)
         selected = _select(sites, targets, default, strict)
 
         live = [(s, slot) for s, _ in selected for slot, obj in s.driver.current().items()
@@ -262,6 +260,16 @@ def patch(
         except BaseException:
             tx.rollback()
             raise
+
+
+def _spec_targets(model: nn.Module, spec: Any, sites: list[NeuronSite]) -> tuple[dict[str, Surrogate], bool]:
+    """A spec's surrogates as a ``{escaped path: surrogate}`` mapping (tensors on each neuron's device), and its
+    ``builtin``; a four-part error for a spec that does not fit ``sites``."""
+    by_site = {s.path: s for s in sites}
+    by_path, builtin = surrogates_of(spec, {p: (s.adapter, s.kind) for p, s in by_site.items()})
+    for path, s in by_path.items():  # per-neuron and learnable tensors onto the neuron's device
+        s.to(_device_of(by_site[path].module) or _device_of(model) or "cpu")
+    return {glob.escape(path): s for path, s in by_path.items()}, builtin
 
 
 def _device_of(module: nn.Module) -> Any:

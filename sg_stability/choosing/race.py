@@ -38,6 +38,7 @@ from .race_checks import (
     finite_norm,
     leaves_no_trace,
     validation,
+    validation_losses,
 )
 from .race_prior import decide, keeping, paired_values, prior_of
 from .race_report import TuneReport
@@ -246,28 +247,19 @@ def _all_diverged(pool: list[Candidate]) -> RaceError:
 
 
 def _start_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any]) -> float:
-    """The untrained model's validation loss, batch by batch: a non-finite one means no candidate can be judged."""
-    total = 0.0
-    for b, batch in enumerate(batches):
-        with calling(f"loss_fn(model, batch) on validation batch {b} ({describe(batch)})"):
-            loss = loss_fn(model, batch)
-        value = float(checked_loss(loss, f"validation batch {b}", training=False))
+    """The untrained model's validation loss: a non-finite one on any batch means no candidate can be judged."""
+    losses = validation_losses(model, loss_fn, batches)
+    for b, (batch, value) in enumerate(zip(batches, losses, strict=True)):
         if not math.isfinite(value):
             raise RaceError(f"loss_fn returned {value} on validation batch {b} before any training: no candidate "
                             "can be judged on it", got=raw(f"loss {value} for {describe(batch)}"),
                             allowed="a finite loss on every validation batch at the model's initial weights",
                             fix="check the batch for NaN/inf and loss_fn for log(0) or 0/0")
-        total += value
-    return total / len(batches)
+    return sum(losses) / len(losses)
 
 
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[Any]) -> float:
-    total = 0.0
-    for b, batch in enumerate(batches):
-        with calling(f"loss_fn(model, batch) on validation batch {b} ({describe(batch)})"):
-            loss = loss_fn(model, batch)
-        total += float(checked_loss(loss, f"validation batch {b}", training=False))
-    return total / max(len(batches), 1)
+    return sum(validation_losses(model, loss_fn, batches)) / max(len(batches), 1)
 
 
 def _scorer(score: str | ScoreFn, loss_fn: LossFn) -> tuple[ScoreFn, str]:

@@ -103,6 +103,17 @@ def checked_loss(loss: Any, where: str, *, training: bool) -> Tensor:
     return loss
 
 
+def validation_losses(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any], batches: Sequence[Any]
+                      ) -> list[float]:
+    """``loss_fn`` on every validation batch, checked, in batch order."""
+    losses = []
+    for b, batch in enumerate(batches):
+        with calling(f"loss_fn(model, batch) on validation batch {b} ({describe(batch)})"):
+            loss = loss_fn(model, batch)
+        losses.append(float(checked_loss(loss, f"validation batch {b}", training=False)))
+    return losses
+
+
 def checked_score(value: Any, where: str) -> float:
     """``score``'s result as a float: a real number, finite."""
     if isinstance(value, Tensor) and value.numel() == 1 and not value.dtype.is_complex:

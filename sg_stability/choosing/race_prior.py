@@ -18,6 +18,7 @@ from torch import nn
 
 from .._patching import patch
 from .options import LossFn
+from .race_checks import validation_losses
 from .shortlist import Candidate, Shortlist
 
 #: how many standard errors of the paired difference the best must beat the prior by (measured at 1 and 2 on the
@@ -43,17 +44,12 @@ def keeping(alive: list[int], keep: int, prior: int | None) -> list[int]:
 
 def paired_values(model: nn.Module, batches: Sequence[Any], score: Any, loss_fn: LossFn) -> list[float]:
     """What the validation score is made of, higher better: per sample for accuracy, else per batch."""
-    values: list[float] = []
     with torch.no_grad():
-        for batch in batches:
-            if score == "accuracy":
-                x, y = batch
-                values += (model(x).argmax(-1) == y).flatten().double().tolist()
-            elif score == "loss":
-                values.append(-float(loss_fn(model, batch)))
-            else:
-                values.append(float(score(model, [batch])))
-    return values
+        if score == "loss":
+            return [-v for v in validation_losses(model, loss_fn, batches)]
+        if score == "accuracy":
+            return [c for x, y in batches for c in (model(x).argmax(-1) == y).flatten().double().tolist()]
+        return [float(score(model, [batch])) for batch in batches]
 
 
 def decide(model: nn.Module, pool: list[Candidate], states: dict[int, Any], best: int, prior: int | None,

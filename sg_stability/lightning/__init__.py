@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from .._errors import AlreadyPatchedError, ConfigError, SGStabilityWarning
 from .._handle import PatchHandle, live_handles
+from .._handle import live_spec as spec_of
 from .._patching import patch
-from .._spec import FORMAT, VERSION
 from .._validate import flag
 from ..choosing import stabilize
 from ..diagnostics import Diagnostics
@@ -33,15 +33,6 @@ __all__ = ["KEY", "Restorable", "SGStability", "restore", "spec_of"]
 
 #: where the patch's spec goes in a Lightning checkpoint
 KEY = "sg_stability_spec"
-
-
-def spec_of(module: nn.Module) -> dict[str, Any] | None:
-    """The spec of every live patch of ``module`` (several patches: their sites together), or None."""
-    specs = [h.to_dict() for h in live_handles(module)]
-    if not specs:
-        return None
-    return {"format": FORMAT, "version": VERSION, "builtin": all(s["builtin"] for s in specs),
-            "sites": [site for s in specs for site in s["sites"]]}
 
 
 def restore(module: nn.Module, checkpoint: Mapping[str, Any]) -> PatchHandle | None:
