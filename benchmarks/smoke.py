@@ -141,13 +141,27 @@ def test_the_evidence_harness_takes_shd_files_from_disk(tmp_path):
     assert {r["task"] for r in rows} == {"shd"} and len(rows) == 9  # the default and 8 grid points
 
 
-def test_the_claims_arms_run_on_request(tmp_path):
-    """The harness methods behind the claims table (the paper's gamma*/beta*, the fluctuation initialisers)."""
-    evidence(tmp_path, "--tasks", "digits", "--frameworks", "snntorch", "--grid", "none", "--no-report",
-             "--methods", "paper,init_fluctuation,init_fluctuation_threshold,qtail_3,qtail_predicted")
-    rows = {r["config"]["method"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
-    assert set(rows) == {"paper", "init_fluctuation", "init_fluctuation_threshold", "qtail_3", "qtail_predicted"}
-    assert rows["qtail_3"]["tail"] == 3.0 and 1.01 <= rows["qtail_predicted"]["tail"] <= 100.0
-    (layer,) = rows["paper"]["paper"]
-    assert layer["rule"] == "Conditions III, IV" and layer["gamma_feasible"] and 0 < layer["gamma"] < 1
-    assert rows["init_fluctuation"]["init_changes"] > 0 and 0.0 <= rows["paper"]["test_acc"] <= 1.0
+def test_every_claims_experiment_runs_at_smoke_size_and_writes_its_tables(tmp_path):
+    """`benchmarks.evidence.claims --quick`: every part of the claims table, one seed, snnTorch, two epochs."""
+    from benchmarks.evidence.claims import PARTS
+
+    out = run("evidence.claims", "--quick", "--workers", "1", "--out", str(tmp_path))
+    for name, part in PARTS.items():
+        rows = [json.loads(line) for line in (tmp_path / name / "results.jsonl").read_text().splitlines()]
+        methods = {r["config"]["method"] for r in rows}
+        assert set(filter(None, part.methods.split(","))) <= methods, (name, methods)
+        assert all(0.0 <= r["test_acc"] <= 1.0 for r in rows), name
+    lr = [json.loads(line)["config"] for line in (tmp_path / "lr" / "results.jsonl").read_text().splitlines()]
+    assert {c["lr_scale"] for c in lr} == {0.25, 4.0}
+    long = [json.loads(line) for line in (tmp_path / "sparsity_long" / "results.jsonl").read_text().splitlines()]
+    assert {r["config"]["epochs_scale"] for r in long} == {2.0}
+    paper = next(json.loads(line) for line in (tmp_path / "paper" / "results.jsonl").read_text().splitlines()
+                 if '"paper"' in line and json.loads(line)["config"]["method"] == "paper")
+    assert all(layer["rule"] in ("Conditions III, IV", "depth rule") for layer in paper["paper"])
+    calibrated = next(json.loads(line) for line in (tmp_path / "sparsity" / "results.jsonl").read_text().splitlines()
+                      if json.loads(line)["config"]["method"] == "calib_0.5_fast_sigmoid")
+    assert calibrated["initial_rate"] > 0.3  # calibrated toward 0.5 (the uncalibrated deep stack starts near 0.015)
+    table = (tmp_path / "claims.md").read_text()
+    for name in PARTS:
+        assert f"## {name}" in table, name
+    assert "fast_sigmoid's rank" in table and "best − median" in table and "wrote" in out

@@ -26,7 +26,8 @@ def load(out: Path) -> list[dict[str, Any]]:
 
 def _cfg(r: dict[str, Any]) -> str:
     c = r["config"]
-    return f"{c['family']}({c['dampening']:g},{c['sharpness']:g})" if c["method"] == "grid" else c["method"]
+    name = f"{c['family']}({c['dampening']:g},{c['sharpness']:g})" if c["method"] == "grid" else c["method"]
+    return name + "".join(f" {k}={c[k]:g}" for k in ("tail", "lr_scale", "epochs_scale") if k in c)
 
 
 def random_search(grid: dict[int, dict[str, dict[str, Any]]], k: int, draws: int = 2000, seed: int = 0) -> float:

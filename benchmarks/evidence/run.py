@@ -25,57 +25,70 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.evidence.arms import SPARSITY_METHODS
+
 HERE = Path(__file__).resolve().parent
 
+SHAPES = ("fast_sigmoid", "atan", "sigmoid", "triangular", "gaussian", "exponential", "rectangular",
+          "q_pseudospike:1.5", "q_pseudospike:3", "q_pseudospike:10")  # every family; q-PseudoSpike at 3 tails
 GRIDS = {
     "full": (("fast_sigmoid", "atan", "sigmoid", "triangular"), (0.1, 0.3, 1.0), (0.5, 1.5, 4.0, 12.0)),
     "small": (("fast_sigmoid", "atan"), (0.3, 1.0), (1.0, 4.0)),
+    "families": (SHAPES, (0.1, 0.3, 1.0), (0.5, 1.5, 4.0, 12.0)),  # the full 8-family grid (120 points)
+    "families_small": (SHAPES, (0.3, 1.0), (1.5, 4.0)),  # its centre (40 points), for the learning-rate axis
     "none": ((), (), ()),  # only the methods: e.g. --grid none --methods stabilize --no-report to compare versions
 }
 METHODS = ("default", "stabilize", "tune")
-#: the paper's second claim (high initial rate + gradual sparsity loss), run on SPARSITY_TASKS only
-SPARSITY_METHODS = ("sparsity_recipe", "sparsity_init_only", "sparsity_fixed", "sparsity_none")
+#: the first sparsity study runs on these tasks only
 SPARSITY_TASKS = ("deep", "memory")
-#: the fluctuation-driven initialisation (Rossbroich et al.; and its variant with the mean membrane at threshold)
-#: against the framework's default initialisation, all with the framework's default surrogate; only on request
-INIT_METHODS = ("init_fluctuation", "init_fluctuation_threshold")
-SPARSITY_TARGET, SPARSITY_WEIGHT = 0.02, 5.0
 
 
 def grid_configs(name: str) -> list[dict[str, Any]]:
     families, dampenings, sharpnesses = GRIDS[name]
-    return [{"method": "grid", "family": f, "dampening": d, "sharpness": s}
-            for f, d, s in itertools.product(families, dampenings, sharpnesses)]
+    configs = []
+    for shape, d, s in itertools.product(families, dampenings, sharpnesses):
+        family, _, tail = shape.partition(":")
+        configs.append({"method": "grid", "family": family, "dampening": d, "sharpness": s,
+                        **({"tail": float(tail)} if tail else {})})
+    return configs
 
 
 def key(job: dict[str, Any]) -> str:
     cfg = job["config"]
     tail = (f"{cfg['family']}/{cfg['dampening']}/{cfg['sharpness']}" if cfg["method"] == "grid" else cfg["method"])
+    tail += "".join(f"/{k}={cfg[k]:g}" for k in ("tail", "lr_scale", "epochs_scale") if k in cfg)
     return f"{job['task']}/{job['framework']}/{job['seed']}/{tail}"
 
 
 def jobs(tasks: list[str], frameworks: list[str], seeds: int, grid: str, methods: list[str],
-         options: dict[str, Any]) -> Iterator[dict[str, Any]]:
+         options: dict[str, Any], scales: list[dict[str, float]] = ({},)) -> Iterator[dict[str, Any]]:  # type: ignore[assignment]
+    """Every task x framework x seed x configuration x training scale (``{"lr_scale": 4.0}``: 4x the task's
+    learning rate; ``{"epochs_scale": 2}``: twice its epochs; ``{}``: as the task says)."""
     for task, framework, seed in itertools.product(tasks, frameworks, range(seeds)):
         sparse = [m for m in methods if m in SPARSITY_METHODS and task in SPARSITY_TASKS]
         configs = [{"method": m} for m in methods if m not in SPARSITY_METHODS] + grid_configs(grid) + \
             [{"method": m} for m in sparse]
-        for config in configs:
-            yield {"task": task, "framework": framework, "seed": seed, "config": config, **options}
+        for config, scale in itertools.product(configs, scales):
+            yield {"task": task, "framework": framework, "seed": seed, "config": {**config, **scale}, **options}
 
 
 def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
     import sg_stability as sg
+    from benchmarks.evidence.arms import arm, is_arm
 
     method = config["method"]
     if method == "default":
         return None
     if method == "grid":
+        surrogate = sg.surrogates.get(config["family"], dampening=config["dampening"], sharpness=config["sharpness"],
+                                      **({"tail": config["tail"]} if "tail" in config else {}))
+
         def patch(model: Any, train: Any, val: Any) -> dict[str, Any]:
-            sg.patch(model, surrogate=config["family"], dampening=config["dampening"], sharpness=config["sharpness"])
+            sg.patch(model, surrogate=surrogate)
             return {}
         return patch
     if method == "stabilize":
@@ -99,81 +112,8 @@ def configure(config: dict[str, Any], task: Any, job_seed: int) -> Any:
             return {"chosen": handle.race.best.label, "cost_runs": handle.race.cost_runs,
                     "tuning": str(handle.race)}
         return tune
-    if method == "paper":
-        import glob
-
-        from sg_stability import stability as st
-        from sg_stability.recording import traced
-
-        def paper(model: Any, train: Any, val: Any) -> dict[str, Any]:
-            # the paper's own numbers for the fast sigmoid, computed as its reference code does: in a recurrent
-            # layer gamma* from Condition III and beta* from Condition IV at that gamma; in a feed-forward stack the
-            # depth rule's gamma and beta = 1 (the paper gives no condition for beta there). Where a condition has
-            # no root, the verdict's closest value is used and the run says so.
-            targets, notes = {}, []
-            with sg.patch(model, surrogate="fast_sigmoid"), traced(model, train.x[:, :64]) as trace:
-                layers = [(rec.site.path, *rec.weights(), rec.site.driver.dynamics()) for rec in trace.ordered()
-                          if rec.spike_steps()]
-            feed_forward = [w_in for _, w_in, w_rec, _ in layers if w_rec is None and w_in is not None]
-            depth = st.depth_dampening([w.detach().flatten(1) for w in feed_forward]) if feed_forward else 1.0
-            for path, _, w_rec, dyn in layers:
-                if dyn is not None and w_rec is not None:
-                    wr = w_rec.detach() * dyn.input_gain
-                    g3 = st.condition_iii(wr, dyn)
-                    g = min(max(g3.value, 1e-3), 1e3)
-                    b4 = st.condition_iv(sg.surrogates.get("fast_sigmoid", dampening=g), wr, dyn)
-                    b, notes_ = min(max(b4.value, 1e-3), 1e3), (g3.feasible, b4.feasible, "Conditions III, IV")
-                else:
-                    g, b, notes_ = min(max(depth, 1e-3), 1e3), 1.0, (True, False, "depth rule")
-                targets[glob.escape(path)] = sg.surrogates.get("fast_sigmoid", dampening=g, sharpness=b)
-                notes.append({"layer": path, "gamma": g, "beta": b, "gamma_feasible": notes_[0],
-                              "beta_feasible": notes_[1], "rule": notes_[2]})
-            sg.patch(model, targets=targets)
-            return {"paper": notes}
-        return paper
-    if method.startswith("qtail_"):
-        import statistics
-
-        def qtail(model: Any, train: Any, val: Any) -> dict[str, Any]:
-            # q-PseudoSpike at a fixed tail q, or at the tail the analysis predicts (the one that gives each
-            # recurrent layer a gradient gain of 1 on the recorded membranes); its dampening and sharpness are
-            # what stabilize chooses for that tail
-            sample = train.x[:, :64]
-            out: dict[str, Any] = {}
-            if method == "qtail_predicted":
-                with sg.patch(model, surrogate="q_pseudospike"):
-                    verdicts = [layer.tail for layer in sg.analyze(model, sample).layers if layer.tail is not None]
-                q = statistics.median(v.value for v in verdicts) if verdicts else 2.0
-                out["tail_feasible"] = [v.feasible for v in verdicts]
-            else:
-                q = float(method.removeprefix("qtail_"))
-            q = min(max(q, 1.01), 100.0)
-            handle = sg.stabilize(model, sample, family="q_pseudospike", tail=q, progress=False)
-            return {**out, "tail": q, "chosen": {p: repr(s) for p, s in handle.surrogates.items()}}
-        return qtail
-    if method in INIT_METHODS:
-        def initialise(model: Any, train: Any, val: Any) -> dict[str, Any]:
-            mu_u = "threshold" if method == "init_fluctuation_threshold" else 0.0
-            report = sg.init.fluctuation(model, train.x[:, :64], mu_u=mu_u)
-            return {"init_changes": len(report.changes), "init_skipped": list(report.skipped)}
-        return initialise
-    if method.startswith("sparsity_"):
-        from sg_stability.schedules import Constant, LinearRamp
-        from sg_stability.sparsity import RateMonitor, SparsityLoss
-
-        kind = method.removeprefix("sparsity_")
-
-        def sparsity(model: Any, train: Any, val: Any) -> dict[str, Any]:
-            # the same surrogate in all three (the analysis' choice); only the initial rate and the loss differ
-            high = kind in ("recipe", "init_only")
-            handle = sg.stabilize(model, train.x[:, :64], init="at_threshold" if high else None)
-            out: dict[str, Any] = {"chosen": handle.report.recommended.label}
-            if kind in ("recipe", "fixed"):
-                schedule = LinearRamp(task.epochs) if kind == "recipe" else Constant(1.0)
-                out["_sparsity"] = (RateMonitor(model), SparsityLoss("squared", SPARSITY_TARGET,
-                                                                     weight=SPARSITY_WEIGHT, schedule=schedule))
-            return out
-        return sparsity
+    if is_arm(method):
+        return arm(method, task, job_seed)
     raise ValueError(method)
 
 
@@ -187,20 +127,25 @@ def work(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("shd") and "shd" not in TASKS:
         add_shd(job["shd"])
     task = quick(TASKS[job["task"]]) if job.get("quick") else TASKS[job["task"]]
+    cfg = job["config"]
+    task = replace(task, lr=task.lr * cfg.get("lr_scale", 1.0),
+                   epochs=round(task.epochs * cfg.get("epochs_scale", 1.0)))
     t0 = time.perf_counter()
     result = run(job["framework"], task, job["seed"], configure(job["config"], task, job["seed"]))
     return {**job, "key": key(job), **result, "wall_s": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.evidence.tasks import TASKS
+    from benchmarks.evidence.tasks import CLAIM_TASKS, TASKS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--tasks", default=",".join(t for t in TASKS if t not in CLAIM_TASKS))
     p.add_argument("--frameworks", default="snntorch,spikingjelly,norse")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--grid", choices=sorted(GRIDS), default="full")
     p.add_argument("--methods", default=",".join(METHODS + SPARSITY_METHODS))
+    p.add_argument("--lr-scales", default="1", help="learning rates as multiples of each task's, e.g. 0.25,1,4")
+    p.add_argument("--epochs-scale", type=float, default=1.0, help="train this many times each task's epochs")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", default=str(HERE.parent.parent / "out" / "evidence"))
     p.add_argument("--shd", default=None, help="folder holding shd_train.h5 and shd_test.h5 (adds the 'shd' task)")
@@ -220,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     if results.exists():
         done = {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
     options = {k: v for k, v in (("quick", args.quick), ("shd", args.shd)) if v}
+    scales = [{**({"lr_scale": float(v)} if float(v) != 1.0 else {}),
+               **({"epochs_scale": args.epochs_scale} if args.epochs_scale != 1.0 else {})}
+              for v in args.lr_scales.split(",")]
     todo = [j for j in jobs(args.tasks.split(","), args.frameworks.split(","), args.seeds, args.grid,
-                            [m for m in args.methods.split(",") if m], options) if key(j) not in done]
+                            [m for m in args.methods.split(",") if m], options, scales) if key(j) not in done]
     print(f"{len(done)} runs recorded, {len(todo)} to run, {args.workers} workers -> {results}", flush=True)
     from tqdm import tqdm
 

@@ -90,6 +90,25 @@ HELD_OUT_FOR_THE_PRIOR = {
 TASKS.update(HELD_OUT_FOR_THE_PRIOR)
 
 
+#: for the claims table (claims.py): a difficulty knob (RandMan's class count, all else as the randman task) and a
+#: deeper latency-coded digits network for the DECOLLE-style arm
+def _randman_classes(classes: int) -> Task:
+    return Task(f"randman{classes}", f"difficulty knob: RandMan with {classes} classes, 1 hidden layer",
+                lambda seed: datasets.randman(classes=classes, channels=20, dim=1,
+                                              samples_per_class=1050 // classes, steps=50, alpha=2.0, seed=seed),
+                _arch("ff", (128,), 8.0), window=50)
+
+
+CLAIM_TASKS = {
+    **{f"randman{c}": _randman_classes(c) for c in (2, 5, 10)},
+    "deepdigits": Task(
+        "deepdigits", "scikit-learn digits, latency-coded, 3 feed-forward spiking layers",
+        lambda seed: datasets.digits(steps=20, seed=seed),
+        _arch("ff", (128, 128, 128), 3.0), window=20),
+}
+TASKS.update(CLAIM_TASKS)
+
+
 def quick(task: Task) -> Task:
     """The same task at a size for a smoke test: a few dozen samples, two epochs."""
     return replace(task, train=min(task.train, 96), val=min(task.val, 48), test=min(task.test, 48), epochs=2, batch=32)

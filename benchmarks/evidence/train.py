@@ -34,25 +34,78 @@ def epoch_batches(task: Task, train: SpikeDataset, seed: int) -> list[list[tuple
     return [batches(train, task.batch, seed * 1000 + e) for e in range(task.epochs)]
 
 
+class Extra:
+    """Something a configuration adds to training: a term of the loss, per-epoch steps, a clean-up. ``monitor`` is
+    a RateMonitor it attached, if any (the firing rates are then read through it)."""
+
+    monitor: Any = None
+
+    def before_batch(self) -> None:
+        pass
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor | None:
+        return None
+
+    def epoch_end(self) -> None:
+        pass
+
+    def remove(self) -> None:
+        pass
+
+
+class RatePenalty(Extra):
+    """A sparsity loss on the rates a RateMonitor collects; its schedule steps once per epoch."""
+
+    def __init__(self, monitor: Any, penalty: Any) -> None:
+        self.monitor, self.penalty = monitor, penalty
+
+    def before_batch(self) -> None:
+        self.monitor.reset()
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return self.penalty(self.monitor)
+
+    def epoch_end(self) -> None:
+        self.penalty.step()
+
+    def remove(self) -> None:
+        self.monitor.remove()
+
+
+class Scheduled(Extra):
+    """One of ``sg_stability.anneal``'s schedule-driven changes: ``step()`` once per epoch, ``remove()`` at the end."""
+
+    def __init__(self, change: Any) -> None:
+        self.change = change
+
+    def epoch_end(self) -> None:
+        self.change.step()
+
+    def remove(self) -> None:
+        self.change.remove()
+
+
 def fit(model: nn.Module, task: Task, train: SpikeDataset, seed: int, epochs: int | None = None,
-        sparsity: Any = None) -> float:
-    """Adam on the cross-entropy; ``sparsity`` = (RateMonitor, SparsityLoss) adds the rate penalty and steps
-    its schedule once per epoch."""
+        extras: list[Extra] = ()) -> float:  # type: ignore[assignment]
+    """Adam on the cross-entropy, plus what ``extras`` add to the loss and do at each epoch's end."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.param_groups(task.lr))  # type: ignore[operator]
     loss = float("nan")
     for epoch in epoch_batches(task, train, seed)[: epochs or task.epochs]:
         for batch in epoch:
             opt.zero_grad()
-            if sparsity is not None:
-                sparsity[0].reset()
+            for extra in extras:
+                extra.before_batch()
             out = loss_fn(model, batch)
-            total = out + sparsity[1](sparsity[0]) if sparsity is not None else out
+            total = out
+            for extra in extras:
+                term = extra.loss(batch)
+                total = total + term if term is not None else total
             total.backward()
             opt.step()
             loss = out.item()
-        if sparsity is not None:
-            sparsity[1].step()
+        for extra in extras:
+            extra.epoch_end()
     return loss
 
 
@@ -84,13 +137,14 @@ def run(framework: str, task: Task, seed: int, configure: Any = None) -> dict[st
     torch.manual_seed(seed)  # what configure draws (e.g. an initialiser's random recurrent weights) is reproducible
     chosen = configure(model, train, val) if configure is not None else {}
     t_choose = time.perf_counter() - t0
-    sparsity = chosen.pop("_sparsity", None)
-    initial_rate = hidden_rate(model, test, sparsity[0] if sparsity is not None else None)
+    extras: list[Extra] = chosen.pop("_extras", [])
+    monitor = next((e.monitor for e in extras if e.monitor is not None), None)
+    initial_rate = hidden_rate(model, test, monitor)
     t0 = time.perf_counter()
-    final_loss = fit(model, task, train, seed, sparsity=sparsity)
+    final_loss = fit(model, task, train, seed, extras=extras)
     t_train = time.perf_counter() - t0
-    if sparsity is not None:
-        sparsity[0].remove()
+    for extra in reversed(extras):
+        extra.remove()
     val_acc, _ = evaluate(model, val)
     test_acc, test_loss = evaluate(model, test)
     return {"val_acc": val_acc, "test_acc": test_acc, "test_loss": test_loss, "final_loss": final_loss,

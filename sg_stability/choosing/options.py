@@ -27,7 +27,7 @@ class RaceOptions:
     ``val_batches``: held-out batches that score the candidates (default: the last fifth of the first epoch's
     batches, which are then not trained on); ``score``: ``"loss"`` (lower validation loss wins), ``"accuracy"``
     (``(x, y)`` batches, class-score outputs) or ``score(model, val_batches) -> float`` (higher wins);
-    ``epochs``: the length of your full training (the race trains for 1/4, 1/2 and 3/4 of it);
+    ``epochs``: the length of your full training (the race trains for 1/4, 1/2, 3/4 and all of it);
     ``optimizer(model)``: builds a fresh optimizer per candidate (default Adam at ``lr``); ``keep_weights``: keep
     the winner's partly trained weights instead of restoring the model's.
 

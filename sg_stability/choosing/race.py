@@ -3,8 +3,9 @@
 The stability analysis narrows shape x dampening x sharpness down to a handful of candidates
 (:func:`sg_stability.candidates`); ``tune`` ranks them by real training on the user's own data with successive
 halving: every candidate trains for a quarter of the full training budget, the best third (at least three)
-continues to half, and three finalists are compared after three quarters -- late enough that a surrogate which
-learns fast early and then plateaus is not picked for its start. The model's weights are restored afterwards
+continues to half, three finalists to three quarters, and the best of them and the analysis' own choice are
+decided at the full budget -- late enough that a surrogate which learns fast early and then plateaus is not
+picked for its start. The model's weights are restored afterwards
 (unless ``keep_weights``) and the winner is patched in; ``handle.race`` says what was tried, what each scored,
 and what it cost.
 """
@@ -46,12 +47,14 @@ from .shortlist import Candidate
 from .shortlist import candidates as analysis_shortlist
 
 #: fraction of the full training budget each rung has trained for when it is scored, and how many survive it
-RUNGS = (0.25, 0.5, 0.75)
+RUNGS = (0.25, 0.5, 0.75, 1.0)
 #: a candidate has "learned" once its validation loss is this fraction below the untrained model's; until one
 #: has, scores are noise and the shortlist's own order (the stability analysis' preference) decides
 LEARNED = 0.02
 #: candidates compared at the last rung: a candidate that starts late but learns further must survive the second
 FINALISTS = 3
+#: trained to the full budget: the best finalist and the prior (or the best two), decided on what a user would get
+LAST = 2
 
 
 
@@ -91,9 +94,9 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     ``loss_fn(model, batch)`` returns the scalar loss. ``race`` (:class:`RaceOptions`: ``val_batches``,
     ``score``, ``epochs``, ``optimizer``, ``lr``, ``keep_weights``; each can also be passed by name) says how the
     candidates train and are scored. ``epochs`` is the length of your full training: the finder trains its
-    candidates for 1/4, 1/2 and 3/4 of it (successive halving: all, then the best third but at least 3, then the
-    best 3), ``n/4 + k/4 + 3/4`` full runs for ``n`` candidates with ``k = max(3, ceil(n/3))`` (3.75 runs for the
-    default shortlist of 9, a thirteenth of a 48-point grid). ``candidates`` default to
+    candidates for 1/4, 1/2, 3/4 and all of it (successive halving: all, then the best third but at least 3, then
+    the best 3, then the best and the analysis' choice), ``n/4 + k/4 + 3/4 + 2/4`` full runs for ``n`` candidates
+    with ``k = max(3, ceil(n/3))`` (4.25 runs for the default shortlist of 9, 0.089 of a 48-point grid). ``candidates`` default to
     :func:`sg_stability.candidates` (the stability analysis' shortlist). Returns the winner's patch as a
     :class:`ChosenPatch`; ``handle.race`` is the :class:`TuneReport`. The weights are restored to what they were
     before (``keep_weights=True`` keeps the winner's partly trained weights instead).
@@ -157,7 +160,8 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     t0 = time.perf_counter()
     trained = 0
     alive = list(range(len(pool)))
-    keep = [len(pool), min(len(pool), max(3, math.ceil(len(pool) / 3))), min(len(pool), FINALISTS)]
+    keep = [len(pool), min(len(pool), max(3, math.ceil(len(pool) / 3))), min(len(pool), FINALISTS),
+            min(len(pool), LAST)]
     with preserved_state(model), leaves_no_trace(model):  # hidden state, flags, RNG and .grad as they were
         bar = _bar(progress, sum(keep[i] * (RUNGS[i] - (RUNGS[i - 1] if i else 0)) for i in range(len(RUNGS))) * total)
         try:

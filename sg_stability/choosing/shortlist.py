@@ -18,7 +18,7 @@ re-derived here:
   changes nothing by itself; it matters where surrogate paths (recurrent weights, a reset) compete with the leak
   path, i.e. in the BPTT growth per step, and through Adam's epsilon in deep stacks. On the delayed-memory task
   areas of 1/10-1/3 reached 0.7-0.8 after 16 epochs while area 1 stayed near 0.4 -- and after 8 epochs the
-  order was reversed: what learns first is not what learns best, so the race looks at 3/4 of the budget.
+  order was reversed: what learns first is not what learns best, so the race decides at the full budget.
 - **Measured growth.** Every candidate's BPTT growth per step is measured (backward passes through the
   framework's own modules; the mean-square prediction under-estimates it, paper.md section 9). The forward pass
   does not depend on the surrogate, so all candidates are measured on one recorded run, its graph

@@ -60,7 +60,7 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
     4. with ``batches`` and ``loss_fn`` (as for :func:`sg_stability.tune`; ``race`` is its
        :class:`RaceOptions`, whose fields -- ``val_batches``, ``score``, ``epochs``, ``optimizer``, ``lr``,
        ``keep_weights`` -- can also be passed by name): the candidates race by successive halving on your data
-       and the best one is installed (``handle.race`` is the race's :class:`TuneReport`, 3.75 full runs of
+       and the best one is installed (``handle.race`` is the race's :class:`TuneReport`, 4.25 full runs of
        compute for the default shortlist); without them the analysis' first choice is installed;
     5. returns a :class:`ChosenPatch`: ``handle.report`` is :func:`analyze` of the model as patched (``target``
        and ``probes`` are passed on), ``handle.shortlist`` the shortlist, ``handle.choice`` the decision.

@@ -1,0 +1,213 @@
+"""The claims tables from the parts' ``results.jsonl`` (``claims.py`` runs them): ``<out>/claims.md``.
+
+    python -m benchmarks.evidence.claims_report [--out out/claims]
+
+Every cell is the mean test accuracy over seeds ± its standard deviation. "Better" or "worse" means beyond the
+larger of the two seed spreads; anything else is "within the spread".
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics as st
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.evidence.claims import FAMILIES3, PARTS, RATES
+from benchmarks.evidence.report import load
+from benchmarks.evidence.run import SHAPES
+
+Stats = tuple[float, float, int]  # mean, standard deviation, seeds
+
+
+def _stats(values: list[float]) -> Stats:
+    return st.mean(values), st.pstdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def _cell(s: Stats | None) -> str:
+    return "-" if s is None else f"{s[0]:.3f} ± {s[1]:.2f}"
+
+
+def _shape(cfg: dict[str, Any]) -> str:
+    return cfg["family"] + (f":{cfg['tail']:g}" if "tail" in cfg else "")
+
+
+def by_method(rows: list[dict[str, Any]], key: str = "test_acc") -> dict[tuple[str, str], dict[str, Stats]]:
+    """(task, framework) -> method -> stats; grid points are named ``shape(dampening,sharpness)@lr``."""
+    acc: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        c = r["config"]
+        name = f"{_shape(c)}({c['dampening']:g},{c['sharpness']:g})@{c.get('lr_scale', 1.0):g}" \
+            if c["method"] == "grid" else c["method"]
+        acc[(r["task"], r["framework"])][name].append(r[key])
+    return {k: {m: _stats(v) for m, v in ms.items()} for k, ms in sorted(acc.items())}
+
+
+def versus(base: Stats, other: Stats) -> int:
+    """+1 better, -1 worse (beyond the larger seed spread), 0 within it."""
+    d, spread = other[0] - base[0], max(base[1], other[1])
+    return 0 if abs(d) <= spread else (1 if d > 0 else -1)
+
+
+def tally(stats: dict[tuple[str, str], dict[str, Stats]], base: str, other: str) -> str:
+    votes = [versus(ms[base], ms[other]) for ms in stats.values() if base in ms and other in ms]
+    return (f"better on {votes.count(1)}, within the spread on {votes.count(0)}, worse on {votes.count(-1)} "
+            f"of {len(votes)} pairs")
+
+
+def method_table(stats: dict[tuple[str, str], dict[str, Stats]], columns: dict[str, str],
+                 rates: dict[tuple[str, str], dict[str, Stats]] | None = None) -> str:
+    lines = ["| task | framework | " + " | ".join(columns.values()) + " |", "|---|---|" + "---|" * len(columns)]
+    for (task, fw), ms in stats.items():
+        cells = []
+        for m in columns:
+            cell = _cell(ms.get(m))
+            if rates is not None and m in rates.get((task, fw), {}):
+                cell += f" (rate {rates[(task, fw)][m][0]:.3f})"
+            cells.append(cell)
+        lines.append(f"| {task} | {fw} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def family_scores(ms: dict[str, Stats], lr: float, points: set[str] | None = None) -> dict[str, Stats]:
+    """Per shape: its best grid point at learning-rate scale ``lr`` (by mean test accuracy over seeds)."""
+    best: dict[str, Stats] = {}
+    for name, s in ms.items():
+        if "@" not in name or not name.endswith(f"@{lr:g}"):
+            continue
+        shape, point = name.split("(", 1)
+        if points is not None and point.split(")@")[0] not in points:
+            continue
+        if shape not in best or s[0] > best[shape][0]:
+            best[shape] = s
+    return best
+
+
+def families_section(stats: dict[tuple[str, str], dict[str, Stats]], lrs: tuple[float, ...],
+                     points: set[str] | None) -> tuple[str, list[str]]:
+    shapes = [s for s in SHAPES if any(family_scores(ms, lrs[0], points).get(s) for ms in stats.values())]
+    head = ("| task | framework | lr × | " + " | ".join(shapes) +
+            " | best shape | fast_sigmoid's rank | shapes within the seed spread of the best |")
+    lines, wins = [head, "|---|---|---|" + "---|" * (len(shapes) + 3)], []
+    for (task, fw), ms in stats.items():
+        for lr in lrs:
+            scores = family_scores(ms, lr, points)
+            if not scores:
+                continue
+            order = sorted(scores, key=lambda s: -scores[s][0])
+            rank = order.index("fast_sigmoid") + 1 if "fast_sigmoid" in order else None
+            tied = versus(scores[order[0]], scores["fast_sigmoid"]) == 0 if rank else False
+            wins.append(f"{task}/{fw}/lr×{lr:g}: best {order[0]}, fast_sigmoid rank {rank}"
+                        f"{' (within the spread of the best)' if tied and rank != 1 else ''}")
+            lines.append(f"| {task} | {fw} | {lr:g} | " + " | ".join(
+                f"**{scores[s][0]:.3f}**" if s == order[0] else (f"{scores[s][0]:.3f}" if s in scores else "-")
+                for s in shapes) + f" | {order[0]} | {rank} of {len(order)} | "
+                f"{sum(versus(scores[order[0]], scores[s]) == 0 for s in order)} |")
+    return "\n".join(lines), wins
+
+
+def difficulty_section(stats: dict[tuple[str, str], dict[str, Stats]]) -> str:
+    lines = ["| task | framework | grid best | grid median | best − median | framework default | sg.stabilize |",
+             "|---|---|---|---|---|---|---|"]
+    for (task, fw), ms in stats.items():
+        grid = sorted(s[0] for n, s in ms.items() if "@" in n)
+        if not grid:
+            continue
+        best, median = grid[-1], st.median(grid)
+        lines.append(f"| {task} | {fw} | {best:.3f} | {median:.3f} | {best - median:.3f} | "
+                     f"{_cell(ms.get('default'))} | {_cell(ms.get('stabilize'))} |")
+    return "\n".join(lines)
+
+
+def sparsity_section(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """One row per task x framework x shape; columns: no calibration, then calib/recipe at each initial rate."""
+    acc, rate = by_method(rows), by_method(rows, "final_rate")
+    kinds = [k for k in ["shape"] + [f"{k}_{r}" for k in ("calib", "recipe") for r in RATES]
+             if any(m.startswith(k + "_") for ms in acc.values() for m in ms)]
+    lines = ["| task | framework | shape | " + " | ".join("no calibration" if k == "shape" else k.replace("_", " ")
+                                                         for k in kinds) + " |", "|---|---|---|" + "---|" * len(kinds)]
+    votes: dict[str, list[int]] = defaultdict(list)
+    for (task, fw), ms in acc.items():
+        for f in FAMILIES3:
+            cells = []
+            for k in kinds:
+                m = f"{k}_{f}"
+                cells.append(f"{_cell(ms.get(m))} (rate {rate[(task, fw)][m][0]:.3f})" if m in ms else "-")
+                if k != "shape" and m in ms and f"shape_{f}" in ms:
+                    votes[k].append(versus(ms[f"shape_{f}"], ms[m]))
+            lines.append(f"| {task} | {fw} | {f} | " + " | ".join(cells) + " |")
+    notes = tuple(f"{k.replace('_', ' ')} against no calibration: better in {v.count(1)}, within the spread in "
+                  f"{v.count(0)}, worse in {v.count(-1)} of {len(v)} (task, framework, shape) cases"
+                  for k, v in votes.items())
+    return ("\n".join(lines), *notes)
+
+
+def write(out: Path) -> Path:
+    parts = {name: load(out / name) for name in PARTS if (out / name / "results.jsonl").exists()}
+    text = ["# The paper's claims: the measured tables", "",
+            ("Generated by `python -m benchmarks.evidence.claims_report`; mean test accuracy ± standard deviation "
+             "over seeds; \"better\"/\"worse\" = beyond the larger of the two seed spreads."), ""]
+
+    def section(title: str, body: str, *notes: str) -> None:
+        text.extend([f"## {title}", "", body, "", *[f"- {n}" for n in notes], ""])
+
+    if "paper" in parts:
+        s = by_method(parts["paper"])
+        section("paper: the paper's gamma*, beta*", method_table(s, {"paper": "the paper's γ*, β*", "stabilize":
+                "sg.stabilize", "default": "framework default"}),
+                f"paper against sg.stabilize: {tally(s, 'stabilize', 'paper')}",
+                f"paper against the framework default: {tally(s, 'default', 'paper')}")
+    if "families" in parts:
+        s = by_method(parts["families"] + parts.get("lr", []))
+        body, wins = families_section(s, (1.0,), None)
+        section("families: every family's best point of the 120-point grid (task's learning rate)", body, *wins)
+        if "lr" in parts:
+            centre = {f"{r['config']['dampening']:g},{r['config']['sharpness']:g}" for r in parts["lr"]}
+            body, wins = families_section(s, (0.25, 1.0, 4.0), centre)
+            section("lr: every family's best of 4 central points, at 3 learning rates", body, *wins)
+    if "difficulty" in parts:
+        section("difficulty: RandMan's class count, the spread of the 48-point grid",
+                difficulty_section(by_method(parts["difficulty"])))
+    for name in ("sparsity", "sparsity_long"):
+        if name in parts:
+            section(f"{name}: a calibrated initial rate, without (calib) and with (recipe) the ramped sparsity "
+                    "loss; the final firing rate in brackets", *sparsity_section(parts[name]))
+    if "qtail" in parts:
+        s = by_method(parts["qtail"])
+        section("qtail: the tail of q-PseudoSpike", method_table(s, {m: m for m in (
+            "qtail_1.5", "qtail_3", "qtail_10", "qtail_predicted")}))
+    if "fluctuation" in parts:
+        s = by_method(parts["fluctuation"])
+        section("fluctuation: fluctuation-driven initialisation", method_table(s, {
+            "default": "default init", "init_fluctuation": "fluctuation (mu_u = 0)",
+            "init_fluctuation_threshold": "fluctuation (at threshold)"}),
+            f"mu_u = 0 against the default: {tally(s, 'default', 'init_fluctuation')}",
+            f"at threshold against the default: {tally(s, 'default', 'init_fluctuation_threshold')}")
+    if "aids" in parts:
+        s = by_method(parts["aids"])
+        section("aids: annealing and noise injection, on top of sg.stabilize", method_table(s, {
+            "stabilize": "none", "anneal_sharpness": "sharpness annealing", "anneal_threshold": "threshold annealing",
+            "noise": "noise injection"}), *[f"{m} against none: {tally(s, 'stabilize', m)}"
+                                            for m in ("anneal_sharpness", "anneal_threshold", "noise")])
+    if "decolle" in parts:
+        s, r = by_method(parts["decolle"]), by_method(parts["decolle"], "final_rate")
+        section("decolle: local per-layer losses, with and without firing-rate control", method_table(s, {
+            "stabilize": "end-to-end BPTT", "decolle": "local losses", "decolle_fr0.158": "+ rate control 0.158",
+            "decolle_fr0.5": "+ rate control 0.5"}, r),
+            *[f"{m} against end-to-end: {tally(s, 'stabilize', m)}" for m in ("decolle", "decolle_fr0.158",
+                                                                             "decolle_fr0.5")])
+    path = out / "claims.md"
+    path.write_text("\n".join(text))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent.parent.parent / "out" / "claims"))
+    print(write(Path(p.parse_args(argv).out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
