@@ -97,9 +97,9 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     candidates for 1/4, 1/2, 3/4 and all of it (successive halving: all, then the best third but at least 3, then
     the best 3, then the best and the analysis' choice), ``n/4 + k/4 + 3/4 + 2/4`` full runs for ``n`` candidates
     with ``k = max(3, ceil(n/3))`` (4.25 runs for the default shortlist of 9, 0.089 of a 48-point grid).
-    ``candidates`` default to :func:`sg_stability.candidates` (the stability analysis' shortlist). Returns the winner's patch as a
-    :class:`ChosenPatch`; ``handle.race`` is the :class:`TuneReport`. The weights are restored to what they were
-    before (``keep_weights=True`` keeps the winner's partly trained weights instead).
+    ``candidates`` default to :func:`sg_stability.candidates` (the stability analysis' shortlist). Returns the
+    winner's patch as a :class:`ChosenPatch`; ``handle.race`` is the :class:`TuneReport`. The weights are restored
+    to what they were before (``keep_weights=True`` keeps the winner's trained weights instead).
 
     Over the analysis' shortlist (``candidates=None``, or a :class:`Shortlist`), its preferred candidate -- what
     ``sg.stabilize`` installs without data -- stays to the last rung and is replaced only by a candidate that
