@@ -165,3 +165,4 @@ def test_every_claims_experiment_runs_at_smoke_size_and_writes_its_tables(tmp_pa
     for name in PARTS:
         assert f"## {name}" in table, name
     assert "fast_sigmoid's rank" in table and "best − median" in table and "wrote" in out
+    assert (tmp_path / "claims_families_lr.png").read_bytes()[:4] == b"\x89PNG"

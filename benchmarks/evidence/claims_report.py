@@ -107,6 +107,36 @@ def families_section(stats: dict[tuple[str, str], dict[str, Stats]], lrs: tuple[
     return "\n".join(lines), wins
 
 
+def plot_families(stats: dict[tuple[str, str], dict[str, Stats]], points: set[str], path: Path) -> Path:
+    """One panel per task x framework: each shape's best of ``points`` against the learning rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(stats)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(max(3.6 * len(pairs) + 1.0, 6.0), 3.8), squeeze=False)
+    lrs = (0.25, 1.0, 4.0)
+    for ax, pair in zip(axes[0], pairs, strict=True):
+        by_lr = [family_scores(stats[pair], lr, points) for lr in lrs]
+        for shape in SHAPES:
+            ys = [scores[shape][0] if shape in scores else float("nan") for scores in by_lr]
+            style = {"lw": 2.6, "color": "black"} if shape == "fast_sigmoid" else {"lw": 1.0, "alpha": 0.8}
+            ax.plot(lrs, ys, marker="o", ms=3, label=shape, **style)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(lrs, [f"{v:g}×" for v in lrs])
+        ax.set_title(f"{pair[0]} / {pair[1]}", fontsize=10)
+        ax.set_xlabel("learning rate (× the task's)")
+    axes[0][0].set_ylabel("test accuracy, best of 4 points")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Every surrogate family across learning rates (fast_sigmoid in black)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def landing(stats: dict[tuple[str, str], dict[str, Stats]]) -> list[str]:
     """Where the framework default and sg.stabilize land among the grid's points (at the task's learning rate)."""
     notes = []
@@ -181,7 +211,9 @@ def write(out: Path) -> Path:
         if "lr" in parts:
             centre = {f"{r['config']['dampening']:g},{r['config']['sharpness']:g}" for r in parts["lr"]}
             body, wins = families_section(s, (0.25, 1.0, 4.0), centre)
-            section("lr: every family's best of 4 central points, at 3 learning rates", body, *wins)
+            figure = plot_families(s, centre, out / "claims_families_lr.png")
+            section("lr: every family's best of 4 central points, at 3 learning rates", body, *wins,
+                    f"figure: {figure.name}")
     if "difficulty" in parts:
         section("difficulty: RandMan's class count, the spread of the 48-point grid",
                 difficulty_section(by_method(parts["difficulty"])))
