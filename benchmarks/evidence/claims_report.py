@@ -137,6 +137,32 @@ def plot_families(stats: dict[tuple[str, str], dict[str, Stats]], points: set[st
     return path
 
 
+def robustness(stats: dict[tuple[str, str], dict[str, Stats]], lrs: tuple[float, ...],
+               points: set[str] | None) -> str:
+    """Per shape over every task x framework x learning rate: mean rank, wins, cells within the seed spread of
+    the best, and the largest shortfall to the best."""
+    ranks: dict[str, list[int]] = defaultdict(list)
+    gaps: dict[str, list[float]] = defaultdict(list)
+    near: dict[str, int] = defaultdict(int)
+    for ms in stats.values():
+        for lr in lrs:
+            scores = family_scores(ms, lr, points)
+            if not scores:
+                continue
+            order = sorted(scores, key=lambda s: -scores[s][0])
+            for shape, sc in scores.items():
+                ranks[shape].append(order.index(shape) + 1)
+                gaps[shape].append(scores[order[0]][0] - sc[0])
+                near[shape] += versus(scores[order[0]], sc) == 0
+    lines = ["| shape | mean rank | best in | within the seed spread of the best in | largest shortfall to the best |",
+             "|---|---|---|---|---|"]
+    for shape in sorted(ranks, key=lambda s: st.mean(ranks[s])):
+        n = len(ranks[shape])
+        lines.append(f"| {shape} | {st.mean(ranks[shape]):.1f} | {ranks[shape].count(1)} of {n} | {near[shape]} of "
+                     f"{n} | {max(gaps[shape]):.3f} |")
+    return "\n".join(lines)
+
+
 def landing(stats: dict[tuple[str, str], dict[str, Stats]]) -> list[str]:
     """Where the framework default and sg.stabilize land among the grid's points (at the task's learning rate)."""
     notes = []
@@ -214,6 +240,8 @@ def write(out: Path) -> Path:
             figure = plot_families(s, centre, out / "claims_families_lr.png")
             section("lr: every family's best of 4 central points, at 3 learning rates", body, *wins,
                     f"figure: {figure.name}")
+            section("lr, summed up: each shape over every task x framework x learning rate",
+                    robustness(s, (0.25, 1.0, 4.0), centre))
     if "difficulty" in parts:
         section("difficulty: RandMan's class count, the spread of the 48-point grid",
                 difficulty_section(by_method(parts["difficulty"])))
