@@ -12,7 +12,8 @@ what it chose; a ``"_extras"`` list adds terms to the loss and per-epoch steps (
   states it: the initial rate calibrated to ``rate`` ("adjfi", ``sg.init.calibrate_rate``), then a linearly
   ramped squared rate loss (``recipe``) or none (``calib``); ``shape`` neither; all with the surrogate
   ``sg.stabilize(..., family=family)`` chooses;
-- ``anneal_sharpness``, ``anneal_threshold``, ``noise``: the survey's training aids on top of ``sg.stabilize``;
+- ``anneal_sharpness`` (wide to chosen), ``anneal_sharpness_up`` (chosen to sharp), ``anneal_threshold``,
+  ``noise``: the survey's training aids on top of ``sg.stabilize``;
 - ``decolle``, ``decolle_fr<rate>``: DECOLLE-style local losses (a fixed random readout per spiking layer, no
   gradient between layers), without or with the paper's firing-rate control toward ``rate`` (lambda 100,
   switched off after epoch 1; Table 1).
@@ -38,7 +39,7 @@ SPARSITY_TARGET, SPARSITY_WEIGHT = 0.02, 5.0
 SPARSITY_METHODS = ("sparsity_recipe", "sparsity_init_only", "sparsity_fixed", "sparsity_none")
 INIT_METHODS = ("init_fluctuation", "init_fluctuation_threshold")
 _PATTERNS = (r"paper", r"qtail_(predicted|[\d.]+)", r"init_fluctuation(_threshold)?", r"sparsity_\w+",
-             r"shape_\w+", r"(calib|recipe)_[\d.]+_\w+", r"anneal_(sharpness|threshold)", r"noise",
+             r"shape_\w+", r"(calib|recipe)_[\d.]+_\w+", r"anneal_(sharpness|sharpness_up|threshold)", r"noise",
              r"decolle(_fr[\d.]+)?")
 
 
@@ -162,9 +163,10 @@ def recipe(method: str, epochs: int) -> Arm:
 
 
 #: the survey's aids, each at one setting fixed before any run: sharpness from a quarter of the chosen one up to
-#: it over the first half of training; thresholds from half their value up to it over the first half; input
-#: noise of 0.2 threshold units throughout training
-ANNEAL_SHARPNESS_FROM, ANNEAL_THRESHOLD_FROM, NOISE_STD = 0.25, 0.5, 0.2
+#: it over the first half of training (``anneal_sharpness``); thresholds from half their value up to it over the
+#: first half; input noise of 0.2 threshold units throughout training. ``anneal_sharpness_up`` (added after the
+#: first pass, which only widened the start) goes from the chosen sharpness to 4x it, toward the true step.
+ANNEAL_SHARPNESS_FROM, ANNEAL_SHARPNESS_UP_TO, ANNEAL_THRESHOLD_FROM, NOISE_STD = 0.25, 4.0, 0.5, 0.2
 
 
 def aid(method: str, epochs: int) -> Arm:
@@ -177,14 +179,16 @@ def aid(method: str, epochs: int) -> Arm:
     def arm(model: nn.Module, train: Any, val: Any) -> dict[str, Any]:
         handle = sg.stabilize(model, _sample(train), progress=False)
         out: dict[str, Any] = {"chosen": _chosen(handle)}
-        if method == "anneal_sharpness":
+        if method.startswith("anneal_sharpness"):
             # again as our own objects: a framework's own (a layer stabilize kept) has no sharpness to change
             chosen = {p: s if isinstance(s, sg.surrogates.Surrogate) else sg.from_native(s)
                       for p, s in handle.surrogates.items()}
             handle.remove()
             sg.patch(model, targets={glob.escape(p): s for p, s in chosen.items()}, builtin=False)
             beta = statistics.median(float(s.sharpness) for s in chosen.values())
-            change: Any = SharpnessAnnealing(model, beta * ANNEAL_SHARPNESS_FROM, beta, ramp)
+            start, end = (beta, beta * ANNEAL_SHARPNESS_UP_TO) if method.endswith("_up") else \
+                (beta * ANNEAL_SHARPNESS_FROM, beta)
+            change: Any = SharpnessAnnealing(model, start, end, ramp)
             out["sharpness"] = beta
         elif method == "anneal_threshold":
             change = ThresholdAnnealing(model, ANNEAL_THRESHOLD_FROM, ramp)
@@ -260,7 +264,7 @@ def arm(method: str, task: Any, seed: int) -> Arm:
         return sparsity(method, task.epochs)
     if method.startswith(("shape_", "calib_", "recipe_")):
         return recipe(method, task.epochs)
-    if method in ("anneal_sharpness", "anneal_threshold", "noise"):
+    if method in ("anneal_sharpness", "anneal_sharpness_up", "anneal_threshold", "noise"):
         return aid(method, task.epochs)
     if method.startswith("decolle"):
         return decolle(method, seed)

@@ -56,7 +56,7 @@ PARTS = {
     "fluctuation": Part("fluctuation-driven initialisation", "digits,deep,heldout",
                         "default,init_fluctuation,init_fluctuation_threshold", minutes=2),
     "aids": Part("steepness annealing, threshold annealing, noise injection", "digits,deep,memory",
-                 "stabilize,anneal_sharpness,anneal_threshold,noise", minutes=5),
+                 "stabilize,anneal_sharpness,anneal_sharpness_up,anneal_threshold,noise", minutes=6),
     "decolle": Part("DECOLLE-style local losses with firing-rate control", "deep,deepdigits",
                     "stabilize,decolle,decolle_fr0.158,decolle_fr0.5", minutes=3),
 }

@@ -263,9 +263,10 @@ def write(out: Path) -> Path:
     if "aids" in parts:
         s = by_method(parts["aids"])
         section("aids: annealing and noise injection, on top of sg.stabilize", method_table(s, {
-            "stabilize": "none", "anneal_sharpness": "sharpness annealing", "anneal_threshold": "threshold annealing",
-            "noise": "noise injection"}), *[f"{m} against none: {tally(s, 'stabilize', m)}"
-                                            for m in ("anneal_sharpness", "anneal_threshold", "noise")])
+            "stabilize": "none", "anneal_sharpness": "sharpness: wide → chosen",
+            "anneal_sharpness_up": "sharpness: chosen → 4× sharper", "anneal_threshold": "threshold annealing",
+            "noise": "noise injection"}), *[f"{m} against none: {tally(s, 'stabilize', m)}" for m in (
+                "anneal_sharpness", "anneal_sharpness_up", "anneal_threshold", "noise")])
     if "decolle" in parts:
         s, r = by_method(parts["decolle"]), by_method(parts["decolle"], "final_rate")
         section("decolle: local per-layer losses, with and without firing-rate control", method_table(s, {
