@@ -11,7 +11,7 @@ Each part keeps its runs in ``<out>/<part>/results.jsonl`` (a rerun skips what i
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,35 +30,32 @@ class Part:
     #: at smoke-test size: the first task (or these), snnTorch only, and this grid
     quick_tasks: str | None = None
     quick_grid: str | None = None
-    minutes: float = 0.0  # a full pass on 2 cores, as measured
-    notes: tuple[str, ...] = field(default=())
 
 
 PARTS = {
     "paper": Part("Conditions III/IV give a good gamma*, beta*",
-                  "randman,memory,deep,digits,heldout,rowdigits,coldigits", "paper,stabilize,default", minutes=6),
+                  "randman,memory,deep,digits,heldout,rowdigits,coldigits", "paper,stabilize,default"),
     "families": Part("the fast sigmoid does best; the full 8-family grid", "digits,deep", "default,stabilize",
-                     frameworks="snntorch,norse", grid="families", quick_grid="small", minutes=14),
+                     frameworks="snntorch,norse", grid="families", quick_grid="small"),
     "lr": Part("... across learning rates", "digits,deep", "", frameworks="snntorch,norse", grid="families_small",
-               extra=("--lr-scales", "0.25,4"), quick_grid="small", minutes=10),
+               extra=("--lr-scales", "0.25,4"), quick_grid="small"),
     "difficulty": Part("harder tasks need a more careful choice", "randman2,randman5,randman10", "default,stabilize",
-                       frameworks="snntorch,norse", grid="full", quick_tasks="randman2,randman10", quick_grid="small",
-                       minutes=8),
+                       frameworks="snntorch,norse", grid="full", quick_tasks="randman2,randman10", quick_grid="small"),
     "sparsity": Part("a calibrated high initial rate plus a ramped sparsity loss", "deep,memory",
                      ",".join([f"shape_{f}" for f in FAMILIES3] + [f"{k}_{r}_{f}" for k in ("calib", "recipe")
                                                                    for r in RATES for f in FAMILIES3]),
-                     frameworks="snntorch,norse", minutes=10),
+                     frameworks="snntorch,norse"),
     "sparsity_long": Part("... with twice the training", "deep,memory",
                           ",".join([f"shape_{f}" for f in FAMILIES3] + [f"recipe_0.158_{f}" for f in FAMILIES3]),
-                          frameworks="snntorch,norse", extra=("--epochs-scale", "2"), minutes=8),
+                          frameworks="snntorch,norse", extra=("--epochs-scale", "2")),
     "qtail": Part("the tail q matters and has a predicted value", "digits,heldout,memory",
-                  "qtail_1.5,qtail_3,qtail_10,qtail_predicted", minutes=6),
+                  "qtail_1.5,qtail_3,qtail_10,qtail_predicted"),
     "fluctuation": Part("fluctuation-driven initialisation", "digits,deep,heldout",
-                        "default,init_fluctuation,init_fluctuation_threshold", minutes=2),
+                        "default,init_fluctuation,init_fluctuation_threshold"),
     "aids": Part("steepness annealing, threshold annealing, noise injection", "digits,deep,memory",
-                 "stabilize,anneal_sharpness,anneal_sharpness_up,anneal_threshold,noise", minutes=6),
+                 "stabilize,anneal_sharpness,anneal_sharpness_up,anneal_threshold,noise"),
     "decolle": Part("DECOLLE-style local losses with firing-rate control", "deep,deepdigits",
-                    "stabilize,decolle,decolle_fr0.158,decolle_fr0.5", minutes=3),
+                    "stabilize,decolle,decolle_fr0.158,decolle_fr0.5"),
 }
 
 
