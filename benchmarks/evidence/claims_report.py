@@ -198,8 +198,8 @@ def paper_section(rows: list[dict[str, Any]], stats: dict[tuple[str, str], dict[
     for r in rows:
         if r["config"]["method"] == "paper":
             layers[(r["task"], r["framework"])].extend(r["paper"])
-    lines = ["| task | framework | rule | γ* (median) | γ* / β* feasible | the paper's γ*, β* | sg.stabilize | "
-             "framework default |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| task | framework | rule | γ* (median) | γ* / β* feasible | the paper's γ*, β* | sg.stabilize | "
+              "framework default |"), "|---|---|---|---|---|---|---|---|"]
     for key, ms in stats.items():
         ls = layers.get(key, [])
         if not ls:
