@@ -43,6 +43,7 @@ from ._errors import (
     UnknownSurrogateError,
 )
 from ._handle import PatchHandle
+from ._landscape import LandscapeReport, landscape
 from ._nir import from_nir, to_nir
 from ._patching import find_neurons, is_patched, patch, unpatch
 from .analysis import LayerReport, StabilityReport
@@ -57,6 +58,7 @@ __all__ = [
     "Candidate",
     "ChosenPatch",
     "ConfigError",
+    "LandscapeReport",
     "LayerReport",
     "LayoutWarning",
     "NoNeuronsFoundError",
@@ -89,6 +91,7 @@ __all__ = [
     "from_nir",
     "init",
     "is_patched",
+    "landscape",
     "load_state_dict",
     "patch",
     "plugins",
