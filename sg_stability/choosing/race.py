@@ -103,7 +103,7 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
 
     Over the analysis' shortlist (``candidates=None``, or a :class:`Shortlist`), its preferred candidate -- what
     ``sg.stabilize`` installs without data -- stays to the last rung and is replaced only by a candidate that
-    beats it by more than one standard error of their paired validation difference (``report.decision``).
+    beats it by more than two standard errors of their paired validation difference (``report.decision``).
 
     The race refuses to choose on broken evidence: a loss that is not finite before any training, a score that
     is not a finite number, or every candidate diverging (a non-finite loss, gradient or weights) raise

@@ -1,5 +1,5 @@
 """The race's prior (the stability analysis' preferred candidate): kept to the last rung, and replaced only when
-the best beats it by more than one standard error of their paired validation difference."""
+the best beats it by more than two standard errors of their paired validation difference."""
 
 from __future__ import annotations
 
