@@ -39,6 +39,13 @@ ALLOWED = {
     ("stability/_checks.py", "torch.tensor(float(x),"): "a 0-d scalar from a Python number",
     ("stability/_conditions.py", "q = torch.randn(n, generator=torch.Generator().manual_seed(0)).to(a.device)"):
         "a seeded CPU draw (the same start vector on every device), then moved to the matrix's device",
+    ("_landscape.py", "d = torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.device, p.dtype)"):
+        "a seeded CPU draw (the same direction on every device), then moved to the parameter's device",
+    ("_landscape.py", "coords = torch.linspace(-radius, radius, points, dtype=torch.float64).tolist()"):
+        "a grid of Python floats",
+    ("_landscape.py", "loss = torch.full(shape, math.nan, dtype=torch.float64)"):
+        "the report's table of Python floats (filled with float(loss)), never mixed with the data",
+    ("_landscape.py", "grad_norm = torch.full(shape, math.nan, dtype=torch.float64)"): "as above",
 }
 
 
