@@ -64,14 +64,10 @@ class LandscapeReport:
     profiles: list[dict[str, float]] = field(default_factory=list)
 
     @property
-    def jump_fraction(self) -> float:
-        return self.jumps / self.steps if self.steps else 0.0
-
-    @property
     def fragmentation(self) -> float:
         """The landscape's fragmentation: the fraction of its steps that are jumps (larger than ``jump_factor``
         times their profile's median step), 0 for a loss that varies smoothly at this resolution."""
-        return self.jump_fraction
+        return self.jumps / self.steps if self.steps else 0.0
 
     def __str__(self) -> str:
         shape = "x".join(str(s) for s in self.loss.shape)

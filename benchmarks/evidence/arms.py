@@ -116,11 +116,18 @@ def fluctuation(method: str) -> Arm:
     return arm
 
 
+def _rate_penalty(model: nn.Module, schedule: Any) -> RatePenalty:
+    """The sparsity studies' rate loss: squared, toward SPARSITY_TARGET, at SPARSITY_WEIGHT times ``schedule``."""
+    from sg_stability.sparsity import RateMonitor, SparsityLoss
+
+    return RatePenalty(RateMonitor(model), SparsityLoss("squared", SPARSITY_TARGET, weight=SPARSITY_WEIGHT,
+                                                        schedule=schedule))
+
+
 def sparsity(method: str, epochs: int) -> Arm:
     """The first study: the same surrogate (the analysis' choice); only the initial rate and the loss differ."""
     import sg_stability as sg
     from sg_stability.schedules import Constant, LinearRamp
-    from sg_stability.sparsity import RateMonitor, SparsityLoss
 
     kind = method.removeprefix("sparsity_")
 
@@ -130,8 +137,7 @@ def sparsity(method: str, epochs: int) -> Arm:
         out: dict[str, Any] = {"chosen": handle.report.recommended.label}
         if kind in ("recipe", "fixed"):
             schedule = LinearRamp(epochs) if kind == "recipe" else Constant(1.0)
-            out["_extras"] = [RatePenalty(RateMonitor(model), SparsityLoss("squared", SPARSITY_TARGET,
-                                                                           weight=SPARSITY_WEIGHT, schedule=schedule))]
+            out["_extras"] = [_rate_penalty(model, schedule)]
         return out
     return arm
 
@@ -141,7 +147,6 @@ def recipe(method: str, epochs: int) -> Arm:
     first (the surrogate is then chosen for the network as calibrated), then the ramped loss for ``recipe``."""
     import sg_stability as sg
     from sg_stability.schedules import LinearRamp
-    from sg_stability.sparsity import RateMonitor, SparsityLoss
 
     parts = method.split("_", 2)
     kind, rate, family = ("shape", None, method.removeprefix("shape_")) if parts[0] == "shape" else \
@@ -156,8 +161,7 @@ def recipe(method: str, epochs: int) -> Arm:
         handle = sg.stabilize(model, _sample(train), family=family, progress=False)
         out["chosen"] = _chosen(handle)
         if kind == "recipe":
-            out["_extras"] = [RatePenalty(RateMonitor(model), SparsityLoss(
-                "squared", SPARSITY_TARGET, weight=SPARSITY_WEIGHT, schedule=LinearRamp(epochs)))]
+            out["_extras"] = [_rate_penalty(model, LinearRamp(epochs))]
         return out
     return arm
 
@@ -205,9 +209,9 @@ class LocalLosses(Extra):
     no gradient flows between layers. The last layer learns from the task's loss, as DECOLLE's top layer does."""
 
     def __init__(self, model: Any, seed: int) -> None:
-        self.layers: list[nn.Linear] = [fc for fc in model.fcs][1:]  # their inputs are the earlier layers' spikes
-        if hasattr(model, "lif_rec"):  # Norse's recurrent layer takes the last feed-forward layer's spikes itself
-            raise ValueError("DECOLLE arm: feed-forward networks only")
+        if model.arch.kind != "ff":  # a recurrent layer's input weights are not all in model.fcs
+            raise ValueError(f"DECOLLE arm: feed-forward networks only, got {model.arch.kind!r}")
+        self.layers: list[nn.Linear] = list(model.fcs)[1:]  # their inputs are the earlier layers' spikes
         self.window, self.classes = model.window, model.out.out_features
         g = torch.Generator().manual_seed(10_000 + seed)
         # scaled so that a layer firing at a rate of 0.1 gives logits of unit spread

@@ -12,13 +12,23 @@ import argparse
 import statistics as st
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.evidence.claims import FAMILIES3, PARTS, RATES
 from benchmarks.evidence.report import load
 from benchmarks.evidence.run import SHAPES
 
 Stats = tuple[float, float, int]  # mean, standard deviation, seeds
+
+
+class GridPoint(NamedTuple):
+    shape: str  # a family, or "q_pseudospike:<tail>"
+    dampening: float
+    sharpness: float
+    lr_scale: float
+
+
+Cells = dict[str | GridPoint, Stats]  # a method's name, or a grid point -> its stats
 
 
 def _stats(values: list[float]) -> Stats:
@@ -33,12 +43,12 @@ def _shape(cfg: dict[str, Any]) -> str:
     return cfg["family"] + (f":{cfg['tail']:g}" if "tail" in cfg else "")
 
 
-def by_method(rows: list[dict[str, Any]], key: str = "test_acc") -> dict[tuple[str, str], dict[str, Stats]]:
-    """(task, framework) -> method -> stats; grid points are named ``shape(dampening,sharpness)@lr``."""
-    acc: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+def by_method(rows: list[dict[str, Any]], key: str = "test_acc") -> dict[tuple[str, str], Cells]:
+    """(task, framework) -> method name or :class:`GridPoint` -> stats."""
+    acc: dict[tuple[str, str], dict[str | GridPoint, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         c = r["config"]
-        name = f"{_shape(c)}({c['dampening']:g},{c['sharpness']:g})@{c.get('lr_scale', 1.0):g}" \
+        name = GridPoint(_shape(c), c["dampening"], c["sharpness"], c.get("lr_scale", 1.0)) \
             if c["method"] == "grid" else c["method"]
         acc[(r["task"], r["framework"])][name].append(r[key])
     return {k: {m: _stats(v) for m, v in ms.items()} for k, ms in sorted(acc.items())}
@@ -50,14 +60,14 @@ def versus(base: Stats, other: Stats) -> int:
     return 0 if abs(d) <= spread else (1 if d > 0 else -1)
 
 
-def tally(stats: dict[tuple[str, str], dict[str, Stats]], base: str, other: str) -> str:
+def tally(stats: dict[tuple[str, str], Cells], base: str, other: str) -> str:
     votes = [versus(ms[base], ms[other]) for ms in stats.values() if base in ms and other in ms]
     return (f"better on {votes.count(1)}, within the spread on {votes.count(0)}, worse on {votes.count(-1)} "
             f"of {len(votes)} pairs")
 
 
-def method_table(stats: dict[tuple[str, str], dict[str, Stats]], columns: dict[str, str],
-                 rates: dict[tuple[str, str], dict[str, Stats]] | None = None) -> str:
+def method_table(stats: dict[tuple[str, str], Cells], columns: dict[str, str],
+                 rates: dict[tuple[str, str], Cells] | None = None) -> str:
     lines = ["| task | framework | " + " | ".join(columns.values()) + " |", "|---|---|" + "---|" * len(columns)]
     for (task, fw), ms in stats.items():
         cells = []
@@ -70,22 +80,22 @@ def method_table(stats: dict[tuple[str, str], dict[str, Stats]], columns: dict[s
     return "\n".join(lines)
 
 
-def family_scores(ms: dict[str, Stats], lr: float, points: set[str] | None = None) -> dict[str, Stats]:
-    """Per shape: its best grid point at learning-rate scale ``lr`` (by mean test accuracy over seeds)."""
+def family_scores(ms: Cells, lr: float, points: set[tuple[float, float]] | None = None) -> dict[str, Stats]:
+    """Per shape: its best grid point at learning-rate scale ``lr`` (by mean test accuracy over seeds), among
+    ``points`` (dampening, sharpness) when given."""
     best: dict[str, Stats] = {}
     for name, s in ms.items():
-        if "@" not in name or not name.endswith(f"@{lr:g}"):
+        if not isinstance(name, GridPoint) or name.lr_scale != lr:
             continue
-        shape, point = name.split("(", 1)
-        if points is not None and point.split(")@")[0] not in points:
+        if points is not None and (name.dampening, name.sharpness) not in points:
             continue
-        if shape not in best or s[0] > best[shape][0]:
-            best[shape] = s
+        if name.shape not in best or s[0] > best[name.shape][0]:
+            best[name.shape] = s
     return best
 
 
-def families_section(stats: dict[tuple[str, str], dict[str, Stats]], lrs: tuple[float, ...],
-                     points: set[str] | None) -> tuple[str, list[str]]:
+def families_section(stats: dict[tuple[str, str], Cells], lrs: tuple[float, ...],
+                     points: set[tuple[float, float]] | None) -> tuple[str, list[str]]:
     shapes = [s for s in SHAPES if any(family_scores(ms, lrs[0], points).get(s) for ms in stats.values())]
     head = ("| task | framework | lr × | " + " | ".join(shapes) +
             " | best shape | fast_sigmoid's rank | shapes within the seed spread of the best |")
@@ -107,7 +117,7 @@ def families_section(stats: dict[tuple[str, str], dict[str, Stats]], lrs: tuple[
     return "\n".join(lines), wins
 
 
-def plot_families(stats: dict[tuple[str, str], dict[str, Stats]], points: set[str], path: Path) -> Path:
+def plot_families(stats: dict[tuple[str, str], Cells], points: set[tuple[float, float]], path: Path) -> Path:
     """One panel per task x framework: each shape's best of ``points`` against the learning rate."""
     import matplotlib
 
@@ -137,8 +147,8 @@ def plot_families(stats: dict[tuple[str, str], dict[str, Stats]], points: set[st
     return path
 
 
-def robustness(stats: dict[tuple[str, str], dict[str, Stats]], lrs: tuple[float, ...],
-               points: set[str] | None) -> str:
+def robustness(stats: dict[tuple[str, str], Cells], lrs: tuple[float, ...],
+               points: set[tuple[float, float]] | None) -> str:
     """Per shape over every task x framework x learning rate: mean rank, wins, cells within the seed spread of
     the best, and the largest shortfall to the best."""
     ranks: dict[str, list[int]] = defaultdict(list)
@@ -163,11 +173,11 @@ def robustness(stats: dict[tuple[str, str], dict[str, Stats]], lrs: tuple[float,
     return "\n".join(lines)
 
 
-def landing(stats: dict[tuple[str, str], dict[str, Stats]]) -> list[str]:
+def landing(stats: dict[tuple[str, str], Cells]) -> list[str]:
     """Where the framework default and sg.stabilize land among the grid's points (at the task's learning rate)."""
     notes = []
     for (task, fw), ms in stats.items():
-        grid = [s[0] for n, s in ms.items() if n.endswith("@1")]
+        grid = [s[0] for n, s in ms.items() if isinstance(n, GridPoint) and n.lr_scale == 1.0]
         if not grid:
             continue
         where = [f"{label} {ms[m][0]:.3f} (above {sum(g < ms[m][0] for g in grid) / len(grid):.0%} of the "
@@ -177,11 +187,11 @@ def landing(stats: dict[tuple[str, str], dict[str, Stats]]) -> list[str]:
     return notes
 
 
-def difficulty_section(stats: dict[tuple[str, str], dict[str, Stats]]) -> str:
+def difficulty_section(stats: dict[tuple[str, str], Cells]) -> str:
     lines = [("| task | framework | grid best | grid median | best − median | framework default | sg.stabilize | "
               "sg.stabilize / best |"), "|---|---|---|---|---|---|---|---|"]
     for (task, fw), ms in stats.items():
-        grid = sorted(s[0] for n, s in ms.items() if "@" in n)
+        grid = sorted(s[0] for n, s in ms.items() if isinstance(n, GridPoint))
         if not grid:
             continue
         best, median = grid[-1], st.median(grid)
@@ -191,7 +201,7 @@ def difficulty_section(stats: dict[tuple[str, str], dict[str, Stats]]) -> str:
     return "\n".join(lines)
 
 
-def paper_section(rows: list[dict[str, Any]], stats: dict[tuple[str, str], dict[str, Stats]]) -> str:
+def paper_section(rows: list[dict[str, Any]], stats: dict[tuple[str, str], Cells]) -> str:
     """The paper arm with what it patched: the rule per layer, the median gamma*, how often each condition had a
     root (over layer runs)."""
     layers: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -255,7 +265,7 @@ def write(out: Path) -> Path:
         section("families: every family's best point of the 120-point grid (task's learning rate)", body, *wins,
                 *landing(s))
         if "lr" in parts:
-            centre = {f"{r['config']['dampening']:g},{r['config']['sharpness']:g}" for r in parts["lr"]}
+            centre = {(r["config"]["dampening"], r["config"]["sharpness"]) for r in parts["lr"]}
             body, wins = families_section(s, (0.25, 1.0, 4.0), centre)
             figure = plot_families(s, centre, out / "claims_families_lr.png")
             section("lr: every family's best of 4 central points, at 3 learning rates", body, *wins,
