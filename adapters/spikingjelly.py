@@ -48,6 +48,7 @@ from sg_stability.surrogates import (
 )
 
 from ._nir import spikingjelly_exchange  # noqa: F401  (this adapter's sg_nir_exchange hook)
+from ._spikingjelly_dynamics import spikingjelly_dynamics
 
 NAME = "spikingjelly"
 SURROGATE_MODULE = "spikingjelly.activation_based.surrogate"
@@ -124,14 +125,7 @@ def builtin_for(surrogate: Surrogate) -> tuple[str, float] | None:
     return None
 
 
-#: neurons trained online: in training mode the membrane is detached between steps
-ONLINE = {name: f"{name}: online training detaches the membrane between steps, so no gradient flows back in time "
-                "through it (by design; the leak acts on the forward pass only)"
-          for name in ("OTTTLIFNode", "SLTTLIFNode")}
-
 _UNDESCRIBED = {
-    "QIFNode": "a quadratic membrane equation, not a linear leak",
-    "EIFNode": "an exponential membrane equation, not a linear leak",
     "IzhikevichNode": "two coupled state variables (membrane and recovery)",
     "KLIFNode": "a learned scaling and ReLU of the membrane before the threshold",
     "GatedLIFNode": "learned gates mix the leak, the input and the reset",
@@ -188,38 +182,7 @@ class SpikingJellyDriver(NeuronDriver):
                else value)
 
     def dynamics(self) -> Dynamics | None:
-        m: Any = self.module
-        name = self.sj_class
-        notes = []
-        synapse = False
-        if name == "IFNode":
-            leak, gain = 1.0, 1.0
-        elif name in ("LIFNode", "ParametricLIFNode") or name in ONLINE:
-            inv_tau = (float(torch.sigmoid(m.w.detach())) if name == "ParametricLIFNode"
-                       else 1.0 / float(m.tau))
-            leak = 1.0 - inv_tau
-            gain = inv_tau if getattr(m, "decay_input", True) else 1.0
-        elif name == "CUBALIFNode":  # c' = c_decay c + x; v' = v_decay v + c'
-            leak, gain, synapse = float(m.v_decay), 1.0, True
-            notes.append(f"the synaptic current (c_decay = {float(m.c_decay):g}) is not modelled")
-        else:
-            return None
-        detached = name in ONLINE and m.training  # in eval mode these neurons run as plain LIF neurons
-        if detached:
-            notes.append(ONLINE[name])
-        threshold = float(m.v_threshold)
-        v_reset = getattr(m, "v_reset", None)
-        reset_grad = not getattr(m, "detach_reset", False)
-        if v_reset is None:
-            # SpikingJelly subtracts before the leak: d(reset)/dv at threshold is leak * theta
-            return Dynamics(leak=leak, threshold=threshold, reset="subtract", reset_grad=reset_grad,
-                            reset_jump=leak * threshold, input_gain=gain, synapse=synapse, detached=detached,
-                            note="; ".join(notes))
-        if float(v_reset):
-            notes.append(f"reset to v_reset = {float(v_reset):g} modelled as a reset to 0")
-        return Dynamics(leak=leak, threshold=threshold, reset="multiplicative", reset_grad=reset_grad,
-                        reset_jump=leak * (threshold - float(v_reset)), input_gain=gain, synapse=synapse,
-                        detached=detached, note="; ".join(notes))
+        return spikingjelly_dynamics(self.module, self.sj_class)
 
     def container_weights(self, ancestors: Sequence[nn.Module], feed: nn.Module | None) -> dict[str, Tensor]:
         # LinearRecurrentContainer: i[t] = rc([x[t], y[t-1]]), y[t] = sub_module(i[t]); rc.weight is [in, in + out]

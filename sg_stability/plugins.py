@@ -43,6 +43,7 @@ _SOURCE_TREE_ADAPTERS = {
     "snntorch": "sg_stability.adapters.snntorch",
     "spikingjelly": "sg_stability.adapters.spikingjelly",
     "norse": "sg_stability.adapters.norse",
+    "neurons": "sg_stability.adapters.neurons",
 }
 
 __all__ = [

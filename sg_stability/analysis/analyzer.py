@@ -95,7 +95,7 @@ def analyze_trace(trace: Trace, *, probes: int = 4, seed: int = 0, target: float
     for r in ordered:
         w = r.weights()[0]
         if w is not None:
-            dyn = r.site.driver.dynamics()
+            dyn = r.dynamics()
             ff_weights.append(w)
             gains.append(dyn.input_gain if dyn else 1.0)
     ctx = _RunContext(steps_of, max(len(v) for v in steps_of.values()), probes, torch.Generator().manual_seed(seed),
@@ -119,7 +119,7 @@ def _layer_report(rec: Record, nxt: Record | None, ctx: _RunContext, goal: float
     notes: list[str] = []
     if rec.source not in ("installed", "requested"):
         notes.append(f"surrogate {rec.source}")
-    dyn = site.driver.dynamics()
+    dyn = rec.dynamics()
     if dyn is None:
         notes.append(site.driver.undescribed())
     elif dyn.note:
@@ -138,7 +138,7 @@ def _layer_report(rec: Record, nxt: Record | None, ctx: _RunContext, goal: float
         found.measured = measured_temporal(xs, ins, ctx.probes, ctx.gen) if ins is not None and not synapse else None
     elif nxt is not None and w_next is not None:
         gain_kind = "layer-to-layer"
-        nxt_dyn = nxt.site.driver.dynamics()
+        nxt_dyn = nxt.dynamics()
         gain_next = nxt_dyn.input_gain if nxt_dyn else 1.0
         est.layer_to_layer(found, layer, w_next, gain_next, ctx.depth_gamma)
         next_ins = nxt.input_steps(len(ctx.steps_of[nxt.path]))

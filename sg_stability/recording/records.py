@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..adapter_api import NeuronSite
+from ..stability import Dynamics, recorded_leak
 from ..surrogates import Surrogate
 
 Run = Callable[[nn.Module, Any], Any]
@@ -91,6 +92,15 @@ class Record:
     def fired(self, v: Tensor) -> Tensor:
         """Where the membranes ``v`` spike, by the framework's own step convention."""
         return self.site.driver.heaviside(v) > 0
+
+    def dynamics(self) -> Dynamics | None:
+        """The driver's dynamics, with a membrane-dependent gain (QIF, EIF) taken from this recorded run."""
+        dyn = self.site.driver.dynamics()
+        steps = self.spike_steps()
+        if dyn is None or dyn.transition is None or not steps:
+            return dyn
+        v = stacked(steps)
+        return recorded_leak(dyn, v, self.fired(v))
 
 
 def value(ref: StepRef) -> Tensor:

@@ -6,7 +6,7 @@
 - ``_gains``: data-driven and measured gains, the Hutchinson estimator and the growth formula;
 """
 
-from ._checks import RESETS, Dynamics, Reset, Verdict
+from ._checks import RESETS, Dynamics, Reset, Verdict, recorded_leak
 from ._conditions import (
     condition_i,
     condition_ii,
@@ -26,6 +26,7 @@ from ._gains import (
     layer_gain,
     probe_steps,
     rademacher,
+    recorded_diagonal,
 )
 from ._moments import mean_square_gain, theory_gain, theory_moments, uniform_gain, uniform_moment, voltage_range
 
@@ -49,6 +50,8 @@ __all__ = [
     "mean_square_gain",
     "probe_steps",
     "rademacher",
+    "recorded_diagonal",
+    "recorded_leak",
     "solve_gain",
     "theory_gain",
     "theory_moments",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import weakref
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .._errors import ConfigError
-from .._validate import real
+from .._validate import checked, real
 
 Reset = Literal["subtract", "multiplicative", "zero", "none"]
 RESETS: tuple[str, ...] = ("subtract", "multiplicative", "zero", "none")
@@ -35,7 +36,15 @@ class Dynamics:
     (online training, e.g. SpikingJelly's OTTT and SLTT neurons): the leak and the reset then pass no gradient
     back in time, only recurrent weights do; ``note`` names what the model leaves out. Adapters return one from
     ``NeuronDriver.dynamics()``; the condition functions take one (weights as they act on the membrane, i.e.
-    already times ``input_gain``)."""
+    already times ``input_gain``).
+
+    A membrane equation that is not linear (QIF, EIF) has a step-to-step gain that depends on the membrane:
+    ``transition(v, fired)`` maps centred membranes (the surrogate's input) and their spikes to ``(a, c)`` per
+    entry, so that the diagonal of the transition derivative is ``a (1 - s) + (W_ii - c) sigma'(v)``: ``a`` is the
+    membrane's own gain ``dh_(t+1)/dv_t`` after the reset, ``c`` the reset's derivative with respect to the spike
+    (0 without ``reset_grad``). ``leak`` is ``a`` at rest; the analysis replaces it by the root mean square of ``a``
+    over a recorded run (:func:`recorded_leak`), which may exceed 1 where the membrane amplifies itself, and the
+    data-driven gains average the diagonal entry by entry (:func:`recorded_diagonal`)."""
 
     leak: float
     threshold: float
@@ -46,6 +55,8 @@ class Dynamics:
     synapse: bool = False
     detached: bool = False
     note: str = ""
+    transition: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = field(default=None, compare=False,
+                                                                                 repr=False)
 
     def __post_init__(self) -> None:
         for name in ("leak", "threshold", "input_gain") + (("reset_jump",) if self.reset_jump is not None else ()):
@@ -99,8 +110,32 @@ def as64(x: Number, name: str) -> Tensor:
     return t
 
 
-def check_leak(alpha: Number) -> Tensor:
+def dynamics_leak(dynamics: Dynamics) -> Tensor:
+    """``dynamics.leak`` checked: in [0, 1], or >= 0 for a membrane-dependent gain (``transition``)."""
+    return check_leak(dynamics.leak, amplifying=dynamics.transition is not None)
+
+
+@checked
+def recorded_leak(dynamics: Dynamics, v: Tensor, fired: Tensor) -> Dynamics:
+    """``dynamics`` with ``leak`` set to the root mean square of the membrane's own gain over the non-spiking
+    entries of recorded membranes ``v`` (centred, any shape; ``fired`` marks the spikes); unchanged without a
+    ``transition``."""
+    if dynamics.transition is None:
+        return dynamics
+    quiet = ~fired.bool()
+    if not bool(quiet.any()):
+        return dynamics
+    gains = dynamics.transition(v.detach().double(), fired.bool())[0][quiet]
+    leak = math.sqrt(float((gains * gains).mean()))
+    note = f"membrane-dependent gain: leak {leak:.3g} (root mean square over the recorded run, {dynamics.leak:.3g} "
+    note += "at rest)"
+    return dataclasses.replace(dynamics, leak=leak, note="; ".join(n for n in (dynamics.note, note) if n))
+
+
+def check_leak(alpha: Number, amplifying: bool = False) -> Tensor:
     a = as64(alpha, "leak")
+    if amplifying and bool((a >= 0).all()):
+        return a
     if ((a < 0) | (a > 1)).any():
         raise ConfigError("leak (membrane decay per step) must lie in [0, 1]", got=alpha,
                           allowed="0 <= leak <= 1 (1 is integrate-and-fire)",

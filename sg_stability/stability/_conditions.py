@@ -46,6 +46,7 @@ from ._checks import (
     check_leak,
     check_matrix,
     check_reset,
+    dynamics_leak,
     per_weight,
 )
 from ._moments import PreparedWeights, uniform_gain, voltage_range
@@ -132,7 +133,7 @@ def condition_iii(w_rec: Tensor, dynamics: Dynamics, *, w_in: Tensor | None = No
     """
     w = check_matrix(w_rec, "w_rec")
     assert w is not None
-    a, th = check_leak(dynamics.leak), as64(dynamics.threshold, "threshold")
+    a, th = dynamics_leak(dynamics), as64(dynamics.threshold, "threshold")
     s_plus, s_minus = w.clamp(min=0).sum(1), w.clamp(max=0).sum(1).abs()
     subtract = check_reset(dynamics.reset) == "subtract"
     reset_factor = 1.0 + (th / s_minus.clamp(min=1e-300) if subtract else 0.0)

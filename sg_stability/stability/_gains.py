@@ -39,10 +39,32 @@ def data_moments(surrogate: Surrogate, v: Tensor) -> tuple[Tensor, Tensor, Tenso
 
 
 @checked
+def recorded_diagonal(surrogate: Surrogate, v: Tensor, w_rec: Tensor | PreparedWeights | None,
+                      dynamics: Dynamics) -> Tensor | None:
+    """Per neuron, ``E[J_ii^2]`` of the transition's diagonal ``a (1 - s) + (W_ii - c) sigma'(v)`` averaged entry by
+    entry over recorded membranes ``v`` (centred, ``[..., n]``; spikes where ``v > 0``), for dynamics with a
+    membrane-dependent ``transition`` (None otherwise)."""
+    if dynamics.transition is None or dynamics.detached:
+        return None
+    flat = v.detach().double().reshape(-1, v.shape[-1])
+    fired = flat > 0
+    a, c = dynamics.transition(flat, fired)
+    if not dynamics.reset_grad:
+        c = torch.zeros_like(c)
+    if isinstance(w_rec, PreparedWeights):
+        diag = w_rec.diag
+    else:
+        diag = PreparedWeights(w_rec).diag if w_rec is not None else torch.zeros((), dtype=torch.float64)
+    j = a * (~fired).double() + (diag.double().to(flat.device) - c) * surrogate.derivative(flat).double()
+    return (j * j).mean(0)
+
+
+@checked
 def data_gain(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: Dynamics) -> float:
     """The per-step gain predicted from recorded membranes ``v`` (centred, ``[..., n]``)."""
     sg1, sg2, quiet = data_moments(surrogate, v)
-    g2 = mean_square_gain(w_rec, dynamics, sg1=sg1, sg2=sg2, quiet=quiet)
+    own = recorded_diagonal(surrogate, v, w_rec, dynamics)
+    g2 = mean_square_gain(w_rec, dynamics, sg1=sg1, sg2=sg2, quiet=quiet, own=own)
     return math.sqrt(max(float(g2), 0.0))
 
 
@@ -60,8 +82,10 @@ def calibrate(surrogate: Surrogate, v: Tensor, w_rec: Tensor | None, dynamics: D
     flat = v.detach().double().reshape(-1, v.shape[-1]) if isinstance(v, Tensor) and v.dim() >= 1 else v
 
     def gain(x: float) -> float:
-        sg1, sg2, quiet = data_moments(surrogate.replace(**{knob: x}), flat)
-        g2 = mean_square_gain(prep, dynamics, sg1=sg1, sg2=sg2, quiet=quiet)
+        chosen = surrogate.replace(**{knob: x})
+        sg1, sg2, quiet = data_moments(chosen, flat)
+        own = recorded_diagonal(chosen, flat, prep, dynamics)
+        g2 = mean_square_gain(prep, dynamics, sg1=sg1, sg2=sg2, quiet=quiet, own=own)
         return math.sqrt(max(float(g2), 0.0))
 
     return solve_gain(gain, knob, target, lo + offset, hi + offset, offset)

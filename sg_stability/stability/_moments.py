@@ -11,7 +11,7 @@ from torch import Tensor
 from .._errors import ConfigError
 from .._validate import checked
 from ..surrogates import Surrogate
-from ._checks import Dynamics, Number, as64, check_leak, check_matrix, check_reset, per_weight, raw64
+from ._checks import Dynamics, Number, as64, check_matrix, check_reset, dynamics_leak, per_weight, raw64
 
 
 # -- voltage range under the uniform assumption ------------------------------------------------------------
@@ -38,7 +38,7 @@ def voltage_range(w_rec: Tensor | None, w_in: Tensor | None, dynamics: Dynamics,
     excitatory (inhibitory) presynaptic neuron fires at every step. Inputs are taken to lie in
     ``[0, input_max]`` (spikes: 1). For ``leak = 1`` (integrate-and-fire) the range is unbounded: +-inf.
     """
-    a, th = check_leak(dynamics.leak), as64(dynamics.threshold, "threshold")
+    a, th = dynamics_leak(dynamics), as64(dynamics.threshold, "threshold")
     device = next((w.device for w in (w_rec, w_in) if isinstance(w, Tensor)), None)  # the weights' device
     s_plus = torch.zeros((), dtype=torch.float64, device=device)
     s_minus = torch.zeros((), dtype=torch.float64, device=device)
@@ -94,7 +94,7 @@ class PreparedWeights:
 
 @checked
 def mean_square_gain(w_rec: Tensor | PreparedWeights | None, dynamics: Dynamics, *, sg1: Tensor, sg2: Tensor,
-                     quiet: Number = 0.5) -> Tensor:
+                     quiet: Number = 0.5, own: Tensor | None = None) -> Tensor:
     """``g^2 = mean_i sum_j E[J_ij^2]``: the mean-square row norm of the transition derivative.
 
     ``sg1``, ``sg2``: per-neuron ``E[sigma'(v)]`` and ``E[sigma'(v)^2]`` (from the uniform assumption or from
@@ -104,10 +104,12 @@ def mean_square_gain(w_rec: Tensor | PreparedWeights | None, dynamics: Dynamics,
     - ``sum_{j != i} W_ij^2 sg2_j + E[(a_i + d sigma'_i)^2]``, with ``E[(a + d s')^2] = a^2 + 2 a d sg1 + d^2 sg2``;
     - multiplicative reset: the ``a^2`` and ``2 a d`` terms carry the factor ``quiet``;
     - zero reset: the whole row carries ``quiet``;
-    - a detached membrane (``dynamics.detached``): no leak and no reset term, the recurrent weights alone.
+    - a detached membrane (``dynamics.detached``): no leak and no reset term, the recurrent weights alone;
+    - ``own``: per-neuron ``E[J_ii^2]`` averaged entry by entry over recorded membranes (a membrane-dependent
+      gain, :func:`~sg_stability.stability.recorded_diagonal`) replaces the diagonal term, quiet factors included.
     """
     r = check_reset(dynamics.reset)
-    a = check_leak(dynamics.leak)
+    a = dynamics_leak(dynamics)
     if dynamics.detached:  # the membrane is cut between steps: only the recurrent weights carry a gradient back
         a, r = torch.zeros_like(a), "none"
     s1, s2 = as64(sg1, "sg1"), as64(sg2, "sg2")
@@ -122,7 +124,10 @@ def mean_square_gain(w_rec: Tensor | PreparedWeights | None, dynamics: Dynamics,
     diag = prep.diag if prep is not None else torch.zeros((), dtype=torch.float64)
     d = diag - c
     leak_weight = q if r == "multiplicative" else 1.0
-    own = leak_weight * (a * a + 2 * a * d * s1) + d * d * s2  # the diagonal entry, per row
+    recorded = own is not None and not dynamics.detached
+    if not recorded:
+        own = leak_weight * (a * a + 2 * a * d * s1) + d * d * s2  # the diagonal entry, per row
+    assert own is not None
     if prep is None:
         off_rows: Tensor | None = None
         off_mean = torch.zeros((), dtype=torch.float64)
@@ -134,7 +139,7 @@ def mean_square_gain(w_rec: Tensor | PreparedWeights | None, dynamics: Dynamics,
         off_rows = None
         off_mean = prep.col_sq_mean @ s2.expand(prep.col_sq_mean.shape) - (diag * diag * s2).mean()
     if r == "zero":
-        row = q * (off_rows if off_rows is not None else off_mean) + q * own
+        row = q * (off_rows if off_rows is not None else off_mean) + (own if recorded else q * own)
         return row.mean() if row.dim() else row
     return off_mean + (own.mean() if own.dim() else own)
 

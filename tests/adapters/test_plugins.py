@@ -90,7 +90,7 @@ def test_plugins_can_be_blocked_by_name(fake_distribution, monkeypatch):
     monkeypatch.delenv(plugins.DISABLE_AUTOLOAD_ENV, raising=False)
     monkeypatch.setenv(plugins.DISABLED_PLUGINS_ENV, "brokenplug, misspelled,snntorch")
     plugins.reload()
-    assert names() == {"goodplug", "spikingjelly", "norse"}
+    assert names() == {"goodplug", "spikingjelly", "norse", "neurons"}
 
 
 def test_built_in_adapters_are_entry_points_of_this_distribution():

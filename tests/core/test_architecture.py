@@ -181,8 +181,8 @@ BASE = {"sg_stability._errors", "sg_stability._validate", "sg_stability._names",
 
 
 #: the layers, lowest first: a module imports only from its own layer and the ones below it (README: Architecture)
-LAYERS = ["base", "surrogates", "stability", "core", "adapters", "recording", "analysis", "init", "choosing",
-          "lightning", "testing"]
+LAYERS = ["base", "exact", "surrogates", "neurons", "stability", "core", "adapters", "recording", "analysis", "init",
+          "choosing", "lightning", "testing"]
 
 
 def test_every_package_imports_only_from_the_layers_below_it():
