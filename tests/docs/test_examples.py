@@ -71,3 +71,11 @@ def test_framework_examples_stabilize_train_checkpoint_and_round_trip_nir(exampl
     assert "re-imported with fast_sigmoid(" in out
     framework = example.split("_")[0]
     assert (tmp_path / f"{framework}.nir").stat().st_size > 0 and (tmp_path / f"{framework}.pt").exists()
+
+
+def test_exact_qif_example_adds_a_spike_moves_spikes_and_trains_a_silent_network(tmp_path):
+    pytest.importorskip("sklearn")
+    out = run("examples/exact_qif.py", "--epochs", "1", "--train", "64", "--out", str(tmp_path))
+    assert "1. one neuron: spike time 6.33 (a pseudospike" in out and "-> 2.50" in out
+    assert "2. recurrent network, 10 neurons" in out and "epoch 1: validation accuracy" in out
+    assert (tmp_path / "exact_qif.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,6 +11,7 @@ import torch
 
 import sg_stability as sg
 import sg_stability.exact as ex
+from tests.zoo.exact_lines import crossing_lines
 
 
 def one_input(time: float = 0.5) -> ex.SpikeTrains:
@@ -93,47 +94,16 @@ def test_gradients_equal_central_finite_differences(seed, recurrent):
 
 
 # -- continuity: QIF along lines through a spike crossing, jumps for LIF -----------------------------------------
-def _line(neuron: str, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    qif = neuron == "qif"
-    net = ex.Network([4, 5, 2], recurrent=[True, False], neuron=neuron, duration=3.0, init_mean=6.0 if qif else 1.5,
-                     init_std=3.0 if qif else 1.0, seed=seed)
-    inputs = ex.SpikeTrains.from_steps((torch.rand(12, 2, 4, generator=g) < 0.25).float(), dt=0.25)
-    targets = torch.rand(1, 2, 1, generator=g, dtype=torch.float64) * 3.0
-    params = list(net.parameters())
-    base = [p.detach().clone() for p in params]
-    direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
-
-    def run_at(alpha: float) -> ex.Run:
-        with torch.no_grad():
-            for p, b, d in zip(params, base, direction, strict=True):
-                p.copy_(b + alpha * d)
-            return net(inputs)
-
-    return run_at, lambda alpha: float(ex.spike_time_loss(run_at(alpha), targets))
-
-
-def _crossing_lines(neuron: str, count: int):
-    """Random lines along which the number of spikes inside the trial changes."""
-    found, seed = [], 0
-    while len(found) < count:
-        run_at, loss_at = _line(neuron, seed)
-        if int(run_at(-1.0).trial_counts.sum()) != int(run_at(1.0).trial_counts.sum()):
-            found.append(loss_at)
-        seed += 1
-    return found
-
-
 @pytest.mark.slow
 def test_the_qif_loss_is_continuous_along_random_lines_through_spike_crossings():
-    lines = [ex.line_jumps(f, points=31) for f in _crossing_lines("qif", 20)]
+    lines = [ex.line_jumps(f, points=31) for f in crossing_lines("qif", 20)]
     assert all(not r.jumps for r in lines), [r.jumps for r in lines if r.jumps]
 
 
 @pytest.mark.slow
 def test_lif_in_the_same_simulator_has_jumps_along_such_lines():
     # LIF's loss is so fragmented that its median step is itself a jump: every step above the median is bisected
-    lines = [ex.line_jumps(f, points=21, jump_factor=1.0, bisections=20) for f in _crossing_lines("lif", 6)]
+    lines = [ex.line_jumps(f, points=21, jump_factor=1.0, bisections=20) for f in crossing_lines("lif", 6)]
     assert sum(bool(r.jumps) for r in lines) >= 4
 
 

@@ -9,4 +9,5 @@ lazily, so importing the package needs none of them.
 - ``snntorch_models``, ``spikingjelly_models``, ``norse_models``: every neuron class of one framework.
 - ``reference_shapes``: the surrogate shapes written out by hand, the independent reference for gradients.
 - ``toy_adapter``: a framework-free neuron and its adapter, for the adapter contract.
+- ``exact_lines``: random lines through small exact networks where a spike crosses, for continuity checks.
 """
