@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sg_stability.adapter_api import Dynamics
 
@@ -36,7 +36,7 @@ def _nonlinear(m: Any, name: str) -> Callable[[Tensor], Tensor] | None:
     return None
 
 
-def spikingjelly_dynamics(m: nn.Module | Any, name: str) -> Dynamics | None:
+def spikingjelly_dynamics(m: Any, name: str) -> Dynamics | None:
     """The dynamics of SpikingJelly neuron ``m`` (class ``name``), or None where the model cannot describe it."""
     notes = []
     synapse = False
@@ -63,14 +63,13 @@ def spikingjelly_dynamics(m: nn.Module | Any, name: str) -> Dynamics | None:
     threshold = float(m.v_threshold)
     v_reset = getattr(m, "v_reset", None)
     reset_grad = not getattr(m, "detach_reset", False)
-    common = {"threshold": threshold, "reset_grad": reset_grad, "input_gain": gain, "synapse": synapse,
-              "detached": detached, "transition": transition}
-    if v_reset is None:  # SpikingJelly subtracts before the leak
-        return Dynamics(leak=leak, reset="subtract", reset_jump=leak * threshold, note="; ".join(notes), **common)
-    if float(v_reset) and transition is None:
+    jump = leak * (threshold if v_reset is None else threshold - float(v_reset))  # d(reset)/dh at threshold
+    if v_reset is not None and float(v_reset) and transition is None:
         notes.append(f"reset to v_reset = {float(v_reset):g} modelled as a reset to 0")
-    return Dynamics(leak=leak, reset="multiplicative", reset_jump=leak * (threshold - float(v_reset)),
-                    note="; ".join(notes), **common)
+    # SpikingJelly subtracts the threshold before the leak (soft reset), or resets to v_reset (hard)
+    return Dynamics(leak=leak, threshold=threshold, reset="subtract" if v_reset is None else "multiplicative",
+                    reset_grad=reset_grad, reset_jump=jump, input_gain=gain, synapse=synapse, detached=detached,
+                    note="; ".join(notes), transition=transition)
 
 
 def _transition(slope: Callable[[Tensor], Tensor], threshold: float, v_reset: float | None

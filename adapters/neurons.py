@@ -10,7 +10,6 @@ it over the recorded run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,20 +34,25 @@ class QIFDriver(NeuronDriver):
     heaviside = STRICT
     slots = ("surrogate",)
 
+    @property
+    def qif(self) -> QIF:
+        assert isinstance(self.module, QIF)
+        return self.module
+
     def call_pattern(self) -> CallPattern:
-        return CallPattern(time_first=self.module.step_mode == "multi")
+        return CallPattern(time_first=self.qif.step_mode == "multi")
 
     def reset_state(self) -> None:
-        self.module.reset()
+        self.qif.reset()
 
     def threshold(self) -> float | Tensor | None:
-        return float(self.module.v_peak)
+        return self.qif.v_peak
 
     def set_threshold(self, value: float | Tensor, tx: Transaction) -> None:
         tx.set(self.module, "v_peak", float(value))
 
     def dynamics(self) -> Dynamics | None:
-        m: Any = self.module
+        m = self.qif
 
         def transition(centred: Tensor, fired: Tensor) -> tuple[Tensor, Tensor]:
             h = centred + m.v_peak  # the membrane before the reset, then after it

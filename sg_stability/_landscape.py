@@ -14,11 +14,16 @@ surrogates the model carries: for a patched spiking model it is the gradient tha
 ``L_0 .. L_n`` (each line of a 2-D grid counts as one profile), with steps ``s_i = |L_{i+1} - L_i|``:
 
 - ``jumps``: the steps larger than ``k`` times the profile's median step (``k = jump_factor``, 10 by
-  default): a smooth profile sampled finely has none; an exact spiking network's loss, which moves in
-  discrete events, has them where a spike appears or vanishes;
+  default; a step below 1e-7 of the profile's range never counts, even where the median step is 0): a smooth
+  profile sampled finely has none; the loss of a LIF network, which moves in discrete events, has them where a
+  spike appears or vanishes inside the trial;
 - ``roughness``: the total variation ``sum(s_i)`` over the range ``max L - min L``: 1 for a monotone profile,
   at most 2 for one that only falls then rises (or rises then falls), larger with every further wiggle.
   The report gives the median over profiles.
+
+A grid cannot tell a jump from a stretch that is steep but continuous. With ``refine=n`` every jump is bisected
+``n`` times along its profile (the loss alone, no gradient): a continuous loss leaves about ``2**-n`` of the
+step, and the jump is dropped when what is left is below ``k`` times the median step or 1/1000 of the grid step.
 
 The model is left exactly as it was: weights, gradients, hidden state, buffers (BatchNorm statistics) and
 training mode, also when ``loss_fn`` fails.
@@ -41,6 +46,7 @@ from ._errors import ConfigError
 from ._plotting import save_figure, subplots
 from ._state import preserved_state
 from ._validate import flag, integer, real
+from .exact import bisect_jump
 
 __all__ = ["LandscapeReport", "landscape"]
 
@@ -101,6 +107,20 @@ class LandscapeReport:
         return save_figure(fig, path, dpi=100)
 
 
+def jump_steps(profile: Sequence[float], jump_factor: float = 10.0) -> tuple[list[int], float]:
+    """The indices ``i`` of the steps ``L_i -> L_(i+1)`` of a 1-D profile that are jumps (larger than
+    ``jump_factor`` times its median step), and that threshold; steps touching a non-finite value are left out."""
+    steps = {i: abs(b - a) for i, (a, b) in enumerate(itertools.pairwise(profile))
+             if math.isfinite(a) and math.isfinite(b)}
+    if not steps:
+        return [], math.inf
+    finite = [v for v in profile if math.isfinite(v)]
+    # a step below a millionth of the profile's range is rounding, not a jump, even where the median step is 0
+    floor = max(1e-12 * max(1.0, max(abs(v) for v in finite)), 1e-7 * (max(finite) - min(finite)))
+    threshold = jump_factor * max(statistics.median(steps.values()), floor)
+    return [i for i, step in steps.items() if step > threshold], threshold
+
+
 def profile_fragmentation(profile: Sequence[float], jump_factor: float = 10.0) -> dict[str, float]:
     """``jumps``, ``steps`` and ``roughness`` of one 1-D profile (module docstring); non-finite values are
     skipped."""
@@ -108,9 +128,8 @@ def profile_fragmentation(profile: Sequence[float], jump_factor: float = 10.0) -
     steps = [abs(b - a) for a, b in itertools.pairwise(values)]
     if not steps:
         return {"jumps": 0, "steps": 0, "roughness": 1.0}
-    median = statistics.median(steps)
     floor = 1e-12 * max(1.0, max(abs(v) for v in values))
-    jumps = sum(s > jump_factor * max(median, floor) for s in steps)
+    jumps = len(jump_steps(values, jump_factor)[0])
     span = max(values) - min(values)
     total = sum(steps)
     roughness = total / span if span > floor else 1.0
@@ -131,7 +150,7 @@ def _direction(params: list[Tensor], generator: torch.Generator) -> list[Tensor]
 
 
 def _check(model: Any, loss_fn: Any, directions: Any, points: Any, radius: Any, per_sample: Any,
-           jump_factor: Any, batch: Any) -> tuple[int, int, float, bool, float]:
+           jump_factor: Any, batch: Any, refine: Any) -> tuple[int, int, float, bool, float, int]:
     where = "landscape"
     if not isinstance(model, nn.Module):
         raise ConfigError("landscape: model must be a torch.nn.Module", got=type(model).__name__,
@@ -144,6 +163,7 @@ def _check(model: Any, loss_fn: Any, directions: Any, points: Any, radius: Any, 
     radius = real(radius, "radius", above=0.0, example="radius=1.0", where=where)
     per_sample = flag(per_sample, "per_sample", where=where)
     jump_factor = real(jump_factor, "jump_factor", above=1.0, example="jump_factor=10.0", where=where)
+    refine = integer(refine, "refine", minimum=0, maximum=60, example="refine=30 (bisections per jump)", where=where)
     if per_sample and (not isinstance(batch, list) or not batch):
         raise ConfigError("landscape: with per_sample=True, batch must be a list of single-sample batches",
                           got=type(batch).__name__, allowed="a non-empty list, one batch per sample",
@@ -153,19 +173,20 @@ def _check(model: Any, loss_fn: Any, directions: Any, points: Any, radius: Any, 
                           got=[tuple(p.shape) for p in model.parameters()],
                           allowed="at least one trainable parameter with 2 or more dimensions",
                           fix="set requires_grad=True on the weights to explore")
-    return directions, points, radius, per_sample, jump_factor
+    return directions, points, radius, per_sample, jump_factor, refine
 
 
 def landscape(model: nn.Module, loss_fn: LossFn, batch: Any, *, directions: int = 1, points: int = 21,
               radius: float = 1.0, per_sample: bool = False, seed: int = 0, jump_factor: float = 10.0,
-              progress: bool = True) -> LandscapeReport:
+              refine: int = 0, progress: bool = True) -> LandscapeReport:
     """The loss and gradient norm of ``loss_fn(model, batch)`` along ``directions`` (1 or 2) random
     filter-normalised directions, at ``points`` steps (per direction) in ``[-radius, radius]``, with the
     fragmentation of the loss (module docstring). ``loss_fn`` must reset any hidden state itself, as a training
     step does. ``per_sample=True``: ``batch`` is a list of single-sample batches, one landscape each (the
-    single-sample analysis of Klos & Memmesheimer), on the same directions. ``seed`` draws the directions."""
-    directions, points, radius, per_sample, jump_factor = _check(
-        model, loss_fn, directions, points, radius, per_sample, jump_factor, batch)
+    single-sample analysis of Klos & Memmesheimer), on the same directions. ``seed`` draws the directions.
+    ``refine``: bisections per jump, to drop the steep but continuous stretches a grid takes for jumps."""
+    directions, points, radius, per_sample, jump_factor, refine = _check(
+        model, loss_fn, directions, points, radius, per_sample, jump_factor, batch, refine)
     from tqdm.auto import tqdm
 
     params: list[Tensor] = [p for p in model.parameters() if p.requires_grad]
@@ -183,9 +204,7 @@ def landscape(model: nn.Module, loss_fn: LossFn, batch: Any, *, directions: int 
         with preserved_state(model), tqdm(total=len(grid) * len(samples), desc="loss landscape",
                                           disable=not progress, leave=False) as bar:
             for k, step in enumerate(grid):
-                with torch.no_grad():
-                    for p, p0, *ds in zip(params, originals, *dirs, strict=True):
-                        p.copy_(p0 + sum(c * d for c, d in zip(step, ds, strict=True)))
+                _move(params, originals, dirs, step)
                 index = (k,) if directions == 1 else divmod(k, points)
                 for s, sample in enumerate(samples):
                     value = _loss(model, loss_fn, sample)
@@ -194,6 +213,8 @@ def landscape(model: nn.Module, loss_fn: LossFn, batch: Any, *, directions: int 
                     grad_norm[(s, *index)] = math.sqrt(sum(float(g.double().pow(2).sum()) for g in gs
                                                            if g is not None))
                     bar.update()
+            dropped = _refined(model, loss_fn, samples, loss, coords, params, originals, dirs, jump_factor,
+                               refine) if refine else 0
     finally:
         with torch.no_grad():
             for p, p0, g in zip(params, originals, grads, strict=True):
@@ -204,8 +225,41 @@ def landscape(model: nn.Module, loss_fn: LossFn, batch: Any, *, directions: int 
     finite = [p["roughness"] for p in profiles if math.isfinite(p["roughness"])]
     return LandscapeReport(coords, directions, loss if per_sample else loss[0],
                            grad_norm if per_sample else grad_norm[0], per_sample, jump_factor,
-                           int(sum(p["jumps"] for p in profiles)), int(sum(p["steps"] for p in profiles)),
+                           int(sum(p["jumps"] for p in profiles)) - dropped, int(sum(p["steps"] for p in profiles)),
                            statistics.median(finite) if finite else math.inf, profiles)
+
+
+def _move(params: list[Tensor], originals: list[Tensor], dirs: list[list[Tensor]], step: Sequence[float]) -> None:
+    with torch.no_grad():
+        for p, p0, *ds in zip(params, originals, *dirs, strict=True):
+            p.copy_(p0 + sum(c * d for c, d in zip(step, ds, strict=True)))
+
+
+def _refined(model: nn.Module, loss_fn: LossFn, samples: list[Any], loss: Tensor, coords: list[float],
+             params: list[Tensor], originals: list[Tensor], dirs: list[list[Tensor]], jump_factor: float,
+             bisections: int) -> int:
+    """How many grid jumps bisection shows to be steep but continuous stretches (module docstring)."""
+    dropped = 0
+    for s, sample in enumerate(samples):
+        lines = [(None, loss[s])] if len(dirs) == 1 else \
+            [(("row", i), loss[s][i]) for i in range(len(coords))] + [(("col", j), loss[s][:, j])
+                                                                      for j in range(len(coords))]
+        for fixed, line in lines:
+            values = line.tolist()
+            found, threshold = jump_steps(values, jump_factor)
+
+            def value_at(c: float, fixed: tuple[str, int] | None = fixed, sample: Any = sample) -> float:
+                step = (c,) if fixed is None else ((coords[fixed[1]], c) if fixed[0] == "row"
+                                                   else (c, coords[fixed[1]]))
+                _move(params, originals, dirs, step)
+                with torch.no_grad():  # the grid pass has checked that loss_fn returns a scalar tensor
+                    return float(loss_fn(model, sample).detach().reshape(()))
+
+            for i in found:
+                _, left = bisect_jump(value_at, coords[i], coords[i + 1], values[i], values[i + 1], bisections)
+                if left <= max(threshold, 1e-3 * abs(values[i + 1] - values[i])):
+                    dropped += 1
+    return dropped
 
 
 def _lines(values: Tensor, directions: int) -> list[Tensor]:

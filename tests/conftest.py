@@ -39,7 +39,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 #: the areas the suite is split into: each folder's tests carry its name as a marker (``./dev test -m analysis``)
-AREAS = ("core", "adapters", "analysis", "choosing", "training", "interop", "docs")
+AREAS = ("core", "adapters", "analysis", "choosing", "training", "interop", "docs", "exact")
 HERE = Path(__file__).resolve().parent
 
 

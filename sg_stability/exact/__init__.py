@@ -14,9 +14,9 @@ loss jumps.
     loss.backward()                                     # exact gradients
 """
 
-from ._lines import LineJumps, line_jumps
+from ._lines import LineJumps, bisect_jump, line_jumps
 from ._models import LIF, QIF
 from ._network import Network, Run, SpikeTrains, accuracy, first_spike_loss, spike_time_loss
 
-__all__ = ["LIF", "QIF", "LineJumps", "Network", "Run", "SpikeTrains", "accuracy", "first_spike_loss", "line_jumps",
-           "spike_time_loss"]
+__all__ = ["LIF", "QIF", "LineJumps", "Network", "Run", "SpikeTrains", "accuracy", "bisect_jump", "first_spike_loss",
+           "line_jumps", "spike_time_loss"]

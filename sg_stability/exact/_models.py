@@ -23,12 +23,29 @@ spikes appear and vanish inside the trial.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 INF = math.inf
+
+
+class EventModel(Protocol):
+    """What the event loop needs of a neuron model; ``state`` is the model's own named tuple of ``[B, N]``
+    tensors."""
+
+    name: str
+    tau: float
+
+    def initial(self, shape: tuple[int, ...], drive: float, dtype: torch.dtype, device: torch.device) -> Any: ...
+    def normalised(self, s: Any) -> Any: ...
+    def voltage(self, s: Any) -> Tensor: ...
+    def advance(self, s: Any, dt: Tensor, drive: float) -> Any: ...
+    def time_to_spike(self, s: Any, drive: float) -> Tensor: ...
+    def kick(self, s: Any, w: Tensor, now: Tensor) -> Any: ...
+    def reset(self, s: Any, spiking: Tensor, now: Tensor) -> Any: ...
+    def select(self, keep: Tensor, a: Any, b: Any) -> Any: ...
 
 
 class QIFState(NamedTuple):

@@ -19,9 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._models import LIF, QIF
-
-Model = QIF | LIF
+from ._models import EventModel
 
 
 class Events(NamedTuple):
@@ -40,7 +38,7 @@ class Outcome(NamedTuple):
     truncated: bool  # max_events ran out before every watched neuron had its spikes
 
 
-def simulate(model: Model, w_in: Tensor, w_net: Tensor, in_times: Tensor, in_channels: Tensor, *, duration: float,
+def simulate(model: EventModel, w_in: Tensor, w_net: Tensor, in_times: Tensor, in_channels: Tensor, *, duration: float,
              drive: float, pseudo_drive: float, watch: slice, spikes: int, max_events: int) -> Outcome:
     """Run a batch: ``w_in`` ``[N, C]`` (input channel -> neuron), ``w_net`` ``[N, N]`` (neuron -> neuron, rows
     receive), ``in_times``/``in_channels`` ``[B, K]`` sorted per row, ``inf`` padded."""

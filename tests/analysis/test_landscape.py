@@ -181,6 +181,8 @@ def test_a_loss_fn_that_fails_midway_leaves_the_model_as_it_was():
     ({"loss_fn": lambda m, b: m(b[0])}, "scalar"),
     ({"loss_fn": lambda m, b: torch.tensor(1.0)}, "does not depend"),
     ({"per_sample": True}, "list of single-sample batches"),
+    ({"refine": -1}, "refine"),
+    ({"refine": 2.5}, "refine"),
 ])
 def test_bad_input_is_a_four_part_error_and_leaves_the_model(kwargs, words):
     model, batch = snn_and_batch()
@@ -204,3 +206,24 @@ def test_a_model_without_a_weight_matrix_is_refused():
 
     with pytest.raises(sg.ConfigError, match="no trainable weight matrix"):
         sg.landscape(Scalars(), quadratic_loss, torch.ones(1), progress=False)
+
+
+class OneWeight(nn.Module):
+    """A 1 x 1 weight of 1: a filter-normalised direction is +-1, so the step ``a`` puts the weight at 1 +- a."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1, 1, dtype=torch.float64))
+
+
+def test_refine_drops_a_steep_continuous_stretch_and_keeps_a_real_jump():
+    model = OneWeight()
+    steep = lambda m, b: torch.tanh(400 * (m.w.sum() - 1.13))  # noqa: E731 -- rises within 0.01, between grid points
+    step = lambda m, b: (m.w.sum() > 1.13).double() + 0.1 * m.w.sum()  # noqa: E731 -- a jump of 1 at w = 1.13
+    for seed in (0, 1):  # either sign of the direction: the crossing is at a = +-0.13
+        options = {"points": 11, "radius": 0.5, "seed": seed, "progress": False}
+        assert sg.landscape(model, steep, None, **options).jumps == 1  # the grid cannot tell
+        assert sg.landscape(model, steep, None, refine=30, **options).jumps == 0
+        assert sg.landscape(model, step, None, **options).jumps == 1
+        assert sg.landscape(model, step, None, refine=30, **options).jumps == 1
+    assert torch.equal(model.w, torch.ones(1, 1, dtype=torch.float64))
