@@ -23,7 +23,9 @@ surrogates the model carries: for a patched spiking model it is the gradient tha
 
 A grid cannot tell a jump from a stretch that is steep but continuous. With ``refine=n`` every jump is bisected
 ``n`` times along its profile (the loss alone, no gradient): a continuous loss leaves about ``2**-n`` of the
-step, and the jump is dropped when what is left is below ``k`` times the median step or 1/1000 of the grid step.
+step, and the jump is dropped when what is left is below 1/1000 of its grid step. What stays is a discontinuity
+(perhaps one of several spikes that flip within the grid step). ``jump_factor`` just above 1 with ``refine``
+counts the discontinuities among all steps above the median.
 
 The model is left exactly as it was: weights, gradients, hidden state, buffers (BatchNorm statistics) and
 training mode, also when ``loss_fn`` fails.
@@ -246,7 +248,7 @@ def _refined(model: nn.Module, loss_fn: LossFn, samples: list[Any], loss: Tensor
                                                                       for j in range(len(coords))]
         for fixed, line in lines:
             values = line.tolist()
-            found, threshold = jump_steps(values, jump_factor)
+            found, _ = jump_steps(values, jump_factor)
 
             def value_at(c: float, fixed: tuple[str, int] | None = fixed, sample: Any = sample) -> float:
                 step = (c,) if fixed is None else ((coords[fixed[1]], c) if fixed[0] == "row"
@@ -257,7 +259,7 @@ def _refined(model: nn.Module, loss_fn: LossFn, samples: list[Any], loss: Tensor
 
             for i in found:
                 _, left = bisect_jump(value_at, coords[i], coords[i + 1], values[i], values[i + 1], bisections)
-                if left <= max(threshold, 1e-3 * abs(values[i + 1] - values[i])):
+                if left <= 1e-3 * abs(values[i + 1] - values[i]):
                     dropped += 1
     return dropped
 

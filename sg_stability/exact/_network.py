@@ -151,7 +151,7 @@ class Network(nn.Module):
             if k:
                 blocks.append(self.weights[k])
             own = self.recurrent_weights.get(str(k), None)
-            blocks.append(own * (1 - torch.eye(size, dtype=own.dtype)) if own is not None
+            blocks.append(own * (1 - torch.eye(size, dtype=own.dtype, device=own.device)) if own is not None
                           else first.new_zeros(size, size))
             blocks.append(first.new_zeros(size, n - part.stop))
             rows.append(torch.cat([b for b in blocks if b.shape[1]], 1))

@@ -3,7 +3,7 @@
 - SpikingJelly 0.0.0.0.14 with CuPy: every family's generated kernel, in float32 and float16 (half2),
   gives the same spikes and gradients as the torch backend with the same surrogate.
 - SpikingJelly 2.0 on CUDA: an exact built-in keeps the fused path and matches the reference path.
-- Our surrogates on CUDA tensors equal the CPU results.
+- Our surrogates on CUDA tensors equal the CPU results; an exact QIF network and a QIF neuron run there too.
 """
 
 from __future__ import annotations
@@ -106,3 +106,38 @@ def test_analyze_and_stabilize_on_cuda_match_the_cpu(framework):
                 assert got == pytest.approx(want, rel=1e-3)
     with sg.stabilize(gpu_model, gpu_x, progress=False) as handle:
         assert handle.notes[-1].startswith(("installed", "kept"))
+
+
+def test_an_exact_network_on_cuda_gives_the_cpu_spike_times_and_gradients():
+    import sg_stability.exact as ex
+
+    runs = []
+    for device in ("cpu", "cuda"):
+        net = ex.Network([5, 7, 3], recurrent=[True, False], duration=3.0, init_mean=6.0, init_std=3.0, seed=0)
+        net = net.to(device)
+        x = (torch.rand(10, 4, 5, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+        run = net(ex.SpikeTrains.from_steps(x, dt=0.3))
+        ex.first_spike_loss(run, torch.tensor([0, 1, 2, 0], device=device)).backward()
+        runs.append((run.times.detach().cpu(), [p.grad.cpu() for p in net.parameters()]))
+    (times_cpu, grads_cpu), (times_gpu, grads_gpu) = runs
+    torch.testing.assert_close(times_gpu, times_cpu)
+    for a, b in zip(grads_gpu, grads_cpu, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_qif_neuron_on_cuda_is_analyzed_where_it_is():
+    from torch import nn
+
+    from sg_stability.neurons import QIF
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), QIF(rheobase=0.05, step_mode="multi", hidden=True)).cuda()
+    with torch.no_grad():
+        model[0].weight.mul_(4.0)
+
+    def run(m, x):
+        m[1].reset()
+        return m(x)
+
+    layer = sg.analyze(model, torch.rand(30, 4, 8, device="cuda"), run=run).layers[0]
+    assert layer.data_gain == pytest.approx(layer.measured_gain, rel=0.15)
