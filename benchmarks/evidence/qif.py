@@ -73,7 +73,8 @@ def work(job: dict[str, Any]) -> dict[str, Any]:
                           per_sample=True, jump_factor=BREAK_FACTOR, refine=REFINE, progress=False)
     record.update(fragmentation=whole.fragmentation, fragmentation_single=per.fragmentation,
                   breaks_single=breaks.jumps / len(singles),
-                  roughness=whole.roughness, profile=[float(v) for v in whole.loss])
+                  roughness=whole.roughness, profile=[float(v) for v in whole.loss],
+                  profile_single=[float(v) for v in per.loss[0]])
     return record
 
 
@@ -120,22 +121,28 @@ def report(tasks: list[str], final: dict[tuple[str, str], list[dict[str, Any]]],
 
 
 def plot(task: str, final: dict[tuple[str, str], list[dict[str, Any]]], path: Path) -> None:
+    """Per model: the test loss along one direction for a batch of 64 (top) and for one sample (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MODELS), figsize=(4.2 * len(MODELS), 3.2), sharex=True)
-    for ax, model in zip(axes, MODELS, strict=True):
-        for r in final[(task, model)]:
-            n = len(r["profile"])
-            alphas = [RADIUS * (2 * k / (n - 1) - 1) for k in range(n)]
-            ax.plot(alphas, r["profile"], marker=".", markersize=3, lw=1, label=f"seed {r['seed']}")
-        frag = statistics.mean(r["fragmentation"] for r in final[(task, model)])
-        ax.set_title(f"{LABELS[model]}\nfragmentation {frag:.2f}", fontsize=9)
-        ax.set_xlabel("step along a filter-normalised direction")
-    axes[0].set_ylabel(f"{task}: test loss (batch of 64)")
-    axes[0].legend(fontsize=7)
+    fig, axes = plt.subplots(2, len(MODELS), figsize=(4.2 * len(MODELS), 5.6), sharex=True)
+    for col, model in enumerate(MODELS):
+        rows = final[(task, model)]
+        for row, field, what in ((0, "profile", "batch of 64"), (1, "profile_single", "one sample")):
+            ax = axes[row][col]
+            for r in rows:
+                n = len(r[field])
+                alphas = [RADIUS * (2 * k / (n - 1) - 1) for k in range(n)]
+                ax.plot(alphas, r[field], marker=".", markersize=3, lw=1, label=f"seed {r['seed']}")
+            if col == 0:
+                ax.set_ylabel(f"{task}: test loss, {what}")
+        breaks = statistics.mean(r["breaks_single"] for r in rows)
+        axes[0][col].set_title(f"{LABELS[model]}\n{breaks:.1f} discontinuities per single-sample profile",
+                               fontsize=9)
+        axes[1][col].set_xlabel("step along a filter-normalised direction")
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

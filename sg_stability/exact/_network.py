@@ -98,6 +98,8 @@ class Network(nn.Module):
     trial (QIF default -1: at rest at V = -1, a spike needs V > 1); ``pseudo_drive``: the current after it (QIF
     default +1: every neuron fires). ``spikes``: how many spikes (trial and pseudo) each output neuron must have
     before the pseudodynamics stop. ``max_events``: the loop's budget per batch (default ``20 (N spikes + inputs)``).
+    Weights start as ``N(init_mean / fan_in, init_std^2 / fan_in)`` (``init_mean`` is the mean summed kick a layer
+    receives when all its inputs fire), in ``dtype`` (float64 by default), drawn with ``seed``.
     """
 
     def __init__(self, sizes: Sequence[int], *, recurrent: bool | Sequence[bool] = False, neuron: str = "qif",
@@ -168,9 +170,9 @@ class Network(nn.Module):
                        spikes=self.spikes, max_events=budget)
         if out.truncated:
             warnings.warn(f"exact.Network: the event budget ({budget} events) ran out before every output neuron "
-                          f"had {self.spikes} spike(s); later spikes are missing (inf). Pass a larger max_events=, "
-                          "or a larger pseudo_drive= so that the pseudodynamics end sooner", SGStabilityWarning,
-                          stacklevel=2)
+                          f"had {self.spikes} spike(s); the missing ones read as the last event's time. Pass a "
+                          "larger max_events=, or a larger pseudo_drive= so that the pseudodynamics end sooner",
+                          SGStabilityWarning, stacklevel=2)
         keep = max(self.spikes, int(out.trial_counts.max()) if out.trial_counts.numel() else 0)
         times = spike_table(out.events, n, keep)
         if out.truncated and out.events.time.shape[0]:  # a missing output spike is later than the last event
@@ -224,7 +226,7 @@ def accuracy(run: Run, labels: Tensor) -> float:
 def first_spike_loss(run: Run, labels: Tensor, *, temperature: float = 1.0) -> Tensor:
     """Cross-entropy on ``-t_first / temperature`` of the output neurons: the label's neuron should fire first."""
     first = run.output.first
-    finite = torch.where(torch.isfinite(first), first, torch.full_like(first, 1e6))  # a truncated run's missing ones
+    finite = torch.where(torch.isfinite(first), first, torch.full_like(first, 1e6))  # no spike at all: last
     return nn.functional.cross_entropy(-finite / real(temperature, "temperature", above=0.0), labels)
 
 
