@@ -53,7 +53,9 @@ def spikingjelly_dynamics(m: Any, name: str) -> Dynamics | None:
     elif name in ("QIFNode", "EIFNode"):
         slope = _nonlinear(m, name)
         assert slope is not None
-        leak, gain = abs(float(slope(torch.tensor(float(m.v_rest), dtype=torch.float64)))), 1.0 / float(m.tau)
+        # at rest (what the initialisers use; the analysis averages over the run): within [0, 1] for a stable rest
+        leak = min(abs(float(slope(torch.tensor(float(m.v_rest), dtype=torch.float64)))), 1.0)
+        gain = 1.0 / float(m.tau)
         transition = _transition(slope, float(m.v_threshold), getattr(m, "v_reset", None))
     else:
         return None

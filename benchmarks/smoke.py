@@ -120,21 +120,26 @@ def test_the_smallest_evidence_harness_runs_every_configuration_and_writes_its_t
     assert f"{len(rows)} runs recorded, 0 to run" in again
 
 
-def test_the_evidence_harness_takes_shd_files_from_disk(tmp_path):
+def write_tiny_shd(folder: Path) -> None:
+    """shd_train.h5 and shd_test.h5 in the SHD format, tiny: class c fires units 100c..100c+50 early."""
     h5py = pytest.importorskip("h5py")
     import numpy as np
 
     rng = np.random.default_rng(0)
     for name, n in (("shd_train.h5", 120), ("shd_test.h5", 60)):
-        with h5py.File(tmp_path / name, "w") as f:
+        with h5py.File(folder / name, "w") as f:
             times = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.dtype("float32")))
             units = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.dtype("uint16")))
             labels = rng.integers(0, 4, n)
-            for i in range(n):  # class c fires units 100c..100c+50 early in the utterance
+            for i in range(n):
                 k = rng.integers(20, 60)
                 times[i] = np.sort(rng.uniform(0, 0.5, k)).astype("float32")
                 units[i] = (100 * labels[i] + rng.integers(0, 50, k)).astype("uint16")
             f.create_dataset("labels", data=labels.astype("uint16"))
+
+
+def test_the_evidence_harness_takes_shd_files_from_disk(tmp_path):
+    write_tiny_shd(tmp_path)
     out = tmp_path / "out"
     evidence(out, "--tasks", "shd", "--frameworks", "snntorch", "--shd", str(tmp_path), "--methods", "default")
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -166,3 +171,30 @@ def test_every_claims_experiment_runs_at_smoke_size_and_writes_its_tables(tmp_pa
         assert f"## {name}" in table, name
     assert "fast_sigmoid's rank" in table and "best − median" in table and "wrote" in out
     assert (tmp_path / "claims_families_lr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_qif_comparison_runs_every_model_and_writes_its_table_and_figure(tmp_path):
+    """`benchmarks.evidence.qif --quick`: LIF and QIF with surrogate gradients and the exact QIF network."""
+    out = run("evidence.qif", "--quick", "--seeds", "1", "--tasks", "randman", "--workers", "1", "--out", str(tmp_path))
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in rows} == {"lif", "qif", "exact_qif"}
+    assert {r["phase"] for r in rows} == {"search", "final"}
+    final = [r for r in rows if r["phase"] == "final"]
+    assert all(0.0 <= r["test_acc"] <= 1.0 and r["breaks_single"] >= 0 for r in final)
+    table = (tmp_path / "qif.md").read_text()
+    assert "QIF, exact gradient" in table and "discontinuities per single-sample profile" in out
+    assert (tmp_path / "qif_vs_lif_landscapes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_exact_simulator_benchmark_reports_speed_gradients_and_continuity():
+    out = run("bench_exact", "--quick")
+    assert "forward + backward" in out and "worst relative error to central finite differences" in out
+    assert "QIF: 0 of 10 lines have a jump larger than 10x the median step" in out
+
+
+def test_the_qif_comparison_takes_shd_files_from_disk(tmp_path):
+    write_tiny_shd(tmp_path)
+    run("evidence.qif", "--quick", "--seeds", "1", "--tasks", "shd", "--shd", str(tmp_path), "--workers", "1",
+        "--out", str(tmp_path / "out"))
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in rows} == {"shd"} and {r["model"] for r in rows} == {"lif", "qif", "exact_qif"}

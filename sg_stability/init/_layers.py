@@ -77,7 +77,8 @@ def layers_of(trace: Trace) -> list[InitLayer]:
         else:
             inputs, current = None, None
         norm = rec.norm
-        out.append(InitLayer(rec, rec.dynamics(), w_in, w_rec, rec.bias(), inputs, current,
+        # the dynamics at rest: the initialisers' model is a stationary membrane, whatever the run's own gain
+        out.append(InitLayer(rec, rec.site.driver.dynamics(), w_in, w_rec, rec.bias(), inputs, current,
                              rate_of(rec), norm, names.get(norm, "") if norm is not None else ""))
     return out
 

@@ -225,3 +225,21 @@ def test_spikingjelly_qif_is_described_with_its_own_equation():
     own, reset = dyn.transition(centred, torch.tensor([False, False]))
     torch.testing.assert_close(own, 1 + (2 * (centred + 1.0) - 0.8) / 2.0)
     torch.testing.assert_close(reset, own * (centred + 1.0 + 0.1))
+
+
+@pytest.mark.parametrize("method", ["at_threshold", "fluctuation", "calibrate_rate"])
+def test_the_initialisers_take_a_self_amplifying_qif_at_rest(method):
+    torch.manual_seed(0)  # membranes mostly above 0: the run's root-mean-square gain is above 1
+    model = nn.Sequential(nn.Linear(8, 16), QIF(v_peak=3.0, step_mode="multi", hidden=True))
+    with torch.no_grad():
+        model[0].weight.abs_().mul_(0.3)
+        model[0].bias.fill_(0.05)
+
+    def run(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        m[1].reset()
+        return m(x)
+
+    x = torch.rand(30, 4, 8)
+    assert sg.analyze(model, x, run=run).layers[0].dynamics.leak > 1.0
+    report = getattr(sg.init, method)(model, x, run=run, **({"progress": False} if method == "calibrate_rate" else {}))
+    assert report is not None

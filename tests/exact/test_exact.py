@@ -184,7 +184,7 @@ def test_bad_arguments_get_a_four_part_error(build, match):
 
 def test_a_run_out_of_events_warns_and_reads_missing_output_spikes_as_the_last_event():
     net, inputs, _ = _random_network(0, recurrent=True)
+    net.max_events = 5
     with pytest.warns(sg.SGStabilityWarning, match="event budget \\(5 events\\)"):
-        net.max_events = 5
         run = net(inputs)
     assert run.truncated and bool(torch.isfinite(run.output.times[..., : net.spikes]).all())
