@@ -35,12 +35,10 @@ class EventModel(Protocol):
     """What the event loop needs of a neuron model; ``state`` is the model's own named tuple of ``[B, N]``
     tensors."""
 
-    name: str
     tau: float
 
     def initial(self, shape: tuple[int, ...], drive: float, dtype: torch.dtype, device: torch.device) -> Any: ...
     def normalised(self, s: Any) -> Any: ...
-    def voltage(self, s: Any) -> Tensor: ...
     def advance(self, s: Any, dt: Tensor, drive: float) -> Any: ...
     def time_to_spike(self, s: Any, drive: float) -> Tensor: ...
     def kick(self, s: Any, w: Tensor, now: Tensor) -> Any: ...
@@ -57,8 +55,6 @@ class QIF:
     """The theta neuron in closed form (module docstring). ``tau``: membrane time constant. ``advance``, ``kick``
     and ``reset`` may leave the state unnormalised; the loop calls ``normalised`` once per event."""
 
-    name = "qif"
-
     def __init__(self, tau: float) -> None:
         self.tau = tau
 
@@ -72,9 +68,6 @@ class QIF:
         norm = torch.sqrt(s.q * s.q + s.p * s.p)
         # no neuron other than the one being reset crosses +inf between events; rounding may put one a hair past it
         return QIFState((s.q / norm).clamp(min=0.0), s.p / norm)
-
-    def voltage(self, s: QIFState) -> Tensor:
-        return s.p / s.q
 
     def advance(self, s: QIFState, dt: Tensor, drive: float) -> QIFState:
         """The state ``dt`` later (``dt``: ``[B, 1]``, finite, >= 0)."""
@@ -125,8 +118,6 @@ class LIF:
     refractory period in which kicks are ignored -- without it, two neurons that kick each other over the threshold
     would fire for ever at one instant."""
 
-    name = "lif"
-
     def __init__(self, tau: float, threshold: float = 1.0, refractory: float = 0.01) -> None:
         self.tau, self.threshold, self.refractory = tau, threshold, refractory * tau
 
@@ -136,9 +127,6 @@ class LIF:
 
     def normalised(self, s: LIFState) -> LIFState:
         return s
-
-    def voltage(self, s: LIFState) -> Tensor:
-        return s.v
 
     def advance(self, s: LIFState, dt: Tensor, drive: float) -> LIFState:
         return LIFState(drive + (s.v - drive) * torch.exp(-dt / self.tau), s.last)

@@ -51,11 +51,9 @@ def recorded_diagonal(surrogate: Surrogate, v: Tensor, w_rec: Tensor | PreparedW
     a, c = dynamics.transition(flat, fired)
     if not dynamics.reset_grad:
         c = torch.zeros_like(c)
-    if isinstance(w_rec, PreparedWeights):
-        diag = w_rec.diag
-    else:
-        diag = PreparedWeights(w_rec).diag if w_rec is not None else torch.zeros((), dtype=torch.float64)
-    j = a * (~fired).double() + (diag.double().to(flat.device) - c) * surrogate.derivative(flat).double()
+    prep = w_rec if isinstance(w_rec, PreparedWeights) or w_rec is None else PreparedWeights(w_rec)
+    diag = prep.diag.double().to(flat.device) if prep is not None else 0.0
+    j = a * (~fired).double() + (diag - c) * surrogate.derivative(flat).double()
     return (j * j).mean(0)
 
 
