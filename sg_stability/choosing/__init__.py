@@ -10,13 +10,13 @@ entry points that install the choice.
 - :mod:`.handle` -- :class:`ChosenPatch`: the handle both return, with what chose the patch.
 """
 
-from .choice import Choice
+from .choice import Choice, candidates
 from .handle import ChosenPatch
 from .options import RaceOptions
 from .race import tune
 from .race_report import TuneReport
 from .recommend import analyze
-from .shortlist import AREAS, GROWTH_LIMIT, MIN_REACH, SHARPNESS_UNITS, SPREAD_SLACK, Candidate, Shortlist, candidates
+from .shortlist import AREAS, GROWTH_LIMIT, MIN_REACH, SHARPNESS_UNITS, SPREAD_SLACK, Candidate, Shortlist
 from .stabilizing import stabilize
 
 __all__ = [

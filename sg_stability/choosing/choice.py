@@ -1,14 +1,21 @@
 """What ``sg.stabilize`` installs without training data, decided on the recorded run the shortlist came from;
-``sg.analyze`` reports the same decision (``report.recommendation``), so the two never disagree."""
+``sg.analyze`` reports the same decision (``report.recommendation``), and the shortlist carries it as the
+training race's prior (``shortlist.prior``), so the three never disagree."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from ..recording import Trace
-from ..surrogates import Surrogate
-from .shortlist import GROWTH_LIMIT, Candidate, Shortlist, recorded_spread
+from torch import nn
+
+from .._validate import integer
+from ..recording import Run, Trace, traced
+from ..recording.sample_checks import with_time_dim
+from ..surrogates import Surrogate, get
+from .shortlist import EACH_OWN, GROWTH_LIMIT, Candidate, Shortlist, build_shortlist, recorded_spread
 
 #: how to reach the training race, appended where the analysis alone decided
 RACE = " (pass batches= and loss_fn= to let a short training race between the candidates decide)"
@@ -80,3 +87,46 @@ def _growth_caveat(c: Candidate) -> str:
     if c.growth is not None and c.growth > GROWTH_LIMIT:
         return f"; every candidate's gradient grows going back in time, this one least ({c.growth:.3f}/step)"
     return ""
+
+
+def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family: str | Surrogate = "fast_sigmoid",
+               seed: int = 0, time_dim: int | None = None) -> Shortlist:
+    """The shortlist, most preferred first (see :mod:`sg_stability.choosing.shortlist`): ``family`` at sharpness
+    ``b / threshold`` for each ``b`` in :data:`SHARPNESS_UNITS` and area ``dampening / sharpness`` in
+    :data:`AREAS` (dampening at most the family's peak / threshold; duplicates dropped), each with its measured
+    reach, BPTT growth and gradient spread across layers; then the model's own surrogate (the incumbent), when
+    every layer holds the same one. ``shortlist.prior`` is what ``sg.stabilize`` installs without training data,
+    as one of the candidates: the preferred one, or (where one dampening would widen the gradient's spread
+    across layers) the preferred one with its dampening rescaled per layer in its place, a fallback, or each
+    layer's own surrogate; ``sg.tune`` races against it. The model is left as it was. ``time_dim`` as for
+    :func:`~sg_stability.analyze`."""
+    integer(seed, "seed", example="seed=0")
+    base = get(family)
+    with traced(model, sample, run=with_time_dim(run, time_dim)) as trace:
+        return shortlist_and_choice(trace, base, seed, spreads=True)[0]
+
+
+def shortlist_and_choice(trace: Trace, base: Surrogate, seed: int, *, keep_spread: bool = True,
+                         spreads: bool = False) -> tuple[Shortlist, Choice]:
+    """The shortlist on a recorded run and the data-free :class:`Choice`, which becomes ``shortlist.prior``."""
+    pool = build_shortlist(trace, base, seed, spreads=spreads)
+    choice = first_choice(pool, trace, seed, keep_spread)
+    pool.measure_spread = None  # the recorded run ends with the caller's ``traced`` block
+    pool.prior = _as_candidate(pool, choice)
+    return pool, choice
+
+
+def _as_candidate(pool: Shortlist, choice: Choice) -> Candidate:
+    """The choice as one of the pool's candidates: a per-layer choice takes the place of the candidate it was
+    rescaled from (so the race's cost does not grow), each layer's own surrogate is added last."""
+    chosen = choice.candidate
+    if chosen is not None and choice.per_layer is None:
+        return chosen
+    assert choice.per_layer is not None
+    if chosen is None:
+        own = next(iter(choice.per_layer.values()))
+        pool.append(Candidate(own, EACH_OWN, per_layer=dict(choice.per_layer)))
+        return pool[-1]
+    rescaled = dataclasses.replace(chosen, per_layer=dict(choice.per_layer), scores=[])
+    pool[next(i for i, c in enumerate(pool) if c is chosen)] = rescaled
+    return rescaled

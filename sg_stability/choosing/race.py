@@ -13,6 +13,7 @@ and what it cost.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from .._patching import patch
 from .._state import preserved_state
 from .._validate import flag, integer
 from ..surrogates import Surrogate, get
+from .choice import candidates as analysis_shortlist
 from .handle import ChosenPatch
 from .options import Batches, LossFn, RaceOptions, ScoreFn, race_options
 from .race_checks import (
@@ -44,7 +46,6 @@ from .race_checks import (
 from .race_prior import decide, keeping, paired_values, prior_of
 from .race_report import TuneReport
 from .shortlist import Candidate
-from .shortlist import candidates as analysis_shortlist
 
 #: fraction of the full training budget each rung has trained for when it is scored, and how many survive it
 RUNGS = (0.25, 0.5, 0.75, 1.0)
@@ -101,9 +102,10 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     winner's patch as a :class:`ChosenPatch`; ``handle.race`` is the :class:`TuneReport`. The weights are restored
     to what they were before (``keep_weights=True`` keeps the winner's trained weights instead).
 
-    Over the analysis' shortlist (``candidates=None``, or a :class:`Shortlist`), its preferred candidate -- what
-    ``sg.stabilize`` installs without data -- stays to the last rung and is replaced only by a candidate that
-    beats it by more than two standard errors of their paired validation difference (``report.decision``).
+    Over the analysis' shortlist (``candidates=None``, or a :class:`Shortlist`), its prior -- exactly what
+    ``sg.stabilize`` installs without data (``shortlist.prior``; per layer where that rescales the dampening per
+    layer) -- stays to the last rung and is replaced only by a candidate that beats it by more than two standard
+    errors of their paired validation difference (``report.decision``).
 
     The race refuses to choose on broken evidence: a loss that is not finite before any training, a score that
     is not a finite number, or every candidate diverging (a non-finite loss, gradient or weights) raise
@@ -143,8 +145,7 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     chosen_from = given if given is not None else analysis_shortlist(model, sample, run=run)
     prior = prior_of(candidates if candidates is not None else chosen_from)  # what the analysis alone would pick
     # the race's own Candidates, and its own copy of a surrogate with learnable parameters: yours stay untouched
-    pool = [Candidate(_racing(c.surrogate), c.origin, c.reach, c.growth, c.spread, dict(c.layer_gradients))
-            if isinstance(c, Candidate) else Candidate(_racing(c), "given") for c in chosen_from]
+    pool = [_racing_candidate(c) if isinstance(c, Candidate) else Candidate(_racing(c), "given") for c in chosen_from]
     if not pool:
         raise ConfigError("no candidates to rank", got=candidates, allowed="a non-empty list of surrogates",
                           fix="leave candidates=None for the stability analysis' shortlist")
@@ -176,7 +177,7 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
                     state, opt_state, done = states.get(i, (initial, None, 0))
                     trained += until - done
                     model.load_state_dict(state)
-                    with patch(model, surrogate=cand.surrogate, builtin=False):
+                    with patch(model, **cand.patch_kwargs(), builtin=False):
                         with calling("optimizer(model)"):
                             opt = opts.make_optimizer(model)
                         opt = checked_optimizer(opt, model)
@@ -216,18 +217,26 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     best = pool[winner]
     if keep_weights:  # the winner's weights, and its trained copy of the surrogate (learnable parameters too)
         model.load_state_dict(states[winner][0])
-        installed = best.surrogate
+        installed = best.patch_kwargs()
     else:
         original = chosen_from[winner]
-        installed = original.surrogate if isinstance(original, Candidate) else original
+        installed = original.patch_kwargs() if isinstance(original, Candidate) else {"surrogate": original}
     report = TuneReport(pool, best, float(epochs), trained / steps_per_epoch, time.perf_counter() - t0, metric,
                         decision)
-    return ChosenPatch.taking_over(patch(model, surrogate=installed), race=report)
+    return ChosenPatch.taking_over(patch(model, **installed), race=report)
 
 
 def _racing(surrogate: Surrogate) -> Surrogate:
     """The surrogate the race trains with: a copy when it has parameters that training would change."""
     return copy.deepcopy(surrogate) if any(True for _ in surrogate.parameters()) else surrogate
+
+
+def _racing_candidate(c: Candidate) -> Candidate:
+    """The race's own copy of a candidate: fresh scores, and its own copies of learnable surrogates."""
+    per_layer = None if c.per_layer is None else {path: _racing(s) for path, s in c.per_layer.items()}
+    return dataclasses.replace(c, surrogate=_racing(c.surrogate), per_layer=per_layer,
+                               layer_gradients=dict(c.layer_gradients), scores=[], learned=False, diverged=False,
+                               failure=None)
 
 
 def _given_candidates(candidates: Any) -> list[Surrogate | Candidate] | None:

@@ -1,4 +1,5 @@
-"""The race's prior: the stability analysis' preferred candidate (what ``sg.stabilize`` installs without data).
+"""The race's prior: what ``sg.stabilize`` installs without training data (``shortlist.prior``: the analysis'
+preferred candidate, rescaled per layer or a fallback where that keeps the gradient's spread across layers).
 
 A race over a shortlist keeps the prior to the last rung, and replaces it only when the best candidate beats it
 by more than the validation set can tell apart: the paired difference of the two trained models on the same
@@ -29,10 +30,11 @@ MARGIN_SE = 2.0
 
 
 def prior_of(shortlist: Any) -> int | None:
-    """The index of a shortlist's preferred candidate (None for a plain list of surrogates)."""
+    """The index of a shortlist's prior: the data-free choice (``shortlist.prior``), else its preferred candidate
+    (None for a plain list of surrogates)."""
     if not isinstance(shortlist, Shortlist) or not shortlist:
         return None
-    preferred, _ = shortlist.preferred()
+    preferred = shortlist.prior if shortlist.prior is not None else shortlist.preferred()[0]
     return next((i for i, c in enumerate(shortlist) if c is preferred), None)
 
 
@@ -63,7 +65,7 @@ def decide(model: nn.Module, pool: list[Candidate], states: dict[int, Any], best
     for i in (best, prior):
         model.load_state_dict(states[i][0])
         model.eval()
-        with patch(model, surrogate=pool[i].surrogate, builtin=False):
+        with patch(model, **pool[i].patch_kwargs(), builtin=False):
             measured[i] = values(model)
     diffs = [b - p for b, p in zip(measured[best], measured[prior], strict=True)]
     n = len(diffs)

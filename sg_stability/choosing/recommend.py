@@ -12,8 +12,7 @@ from ..analysis.analyzer import analyze_trace, check_options
 from ..recording import Run, traced
 from ..recording.sample_checks import with_time_dim
 from ..surrogates import Surrogate, get
-from .choice import first_choice
-from .shortlist import build_shortlist
+from .choice import shortlist_and_choice
 
 
 def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate: str | Surrogate | None = None,
@@ -37,8 +36,7 @@ def analyze(model: nn.Module, sample: Any, *, run: Run | None = None, surrogate:
     family = get(surrogate) if surrogate is not None else get("fast_sigmoid")
     with traced(model, sample, run=with_time_dim(run, time_dim), surrogate=surrogate) as trace:  # one forward pass
         report = analyze_trace(trace, probes=probes, seed=seed, target=target)
-        pool = build_shortlist(trace, family, seed, spreads=False)
+        pool, report.recommendation = shortlist_and_choice(trace, family, seed)
         report.passed_over = pool.preferred()[1]
-        report.recommendation = first_choice(pool, trace, seed)
         report.recommended = report.recommendation.candidate
     return report

@@ -44,22 +44,21 @@ re-derived here:
 
 from __future__ import annotations
 
+import glob
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._errors import ConfigError
-from .._validate import integer
 from ..analysis.gradients import gradient_norms, layer_gradients, spread
-from ..recording import Run, Trace, traced
+from ..recording import Trace
 from ..recording.records import stacked
-from ..recording.sample_checks import with_time_dim
 from ..stability import late_growth
-from ..surrogates import Surrogate, get
+from ..surrogates import Surrogate
 
 #: sharpness grid in threshold units (surrogate width relative to the threshold), widest first
 SHARPNESS_UNITS = (0.5, 1.5, 4.0)
@@ -72,6 +71,8 @@ SPREAD_SLACK = 1.1
 #: a candidate that passes half its peak at fewer recorded points than this (where a wider one does not) switches
 #: the surrogate off
 MIN_REACH = 0.01
+#: the origin (and label) of the candidate that keeps every layer's own surrogate
+EACH_OWN = "each layer's own surrogate"
 
 
 @dataclass
@@ -89,6 +90,10 @@ class Candidate:
     learned: bool = False
     diverged: bool = False
     failure: str | None = None  # where it diverged in the race (a non-finite loss, gradient or weights)
+    #: one surrogate per spiking layer path instead of ``surrogate`` everywhere: the data-free choice where it
+    #: rescales the dampening per layer (``surrogate`` is then the candidate it was rescaled from) or keeps each
+    #: layer's own surrogate
+    per_layer: dict[str, Surrogate] | None = field(default=None, repr=False)
 
     @property
     def score(self) -> float:
@@ -96,8 +101,18 @@ class Candidate:
 
     @property
     def label(self) -> str:
+        if self.origin == EACH_OWN:
+            return EACH_OWN
         s = self.surrogate
-        return f"{s.family}(γ={_number(s.dampening)}, β={_number(s.sharpness)})"
+        plain = f"{s.family}(γ={_number(s.dampening)}, β={_number(s.sharpness)})"
+        return plain if self.per_layer is None else f"{plain} rescaled per layer"
+
+    def patch_kwargs(self) -> dict[str, Any]:
+        """What :func:`sg_stability.patch` takes to install this candidate: ``surrogate=`` or, per layer,
+        ``targets=`` (paths escaped: matched as globs)."""
+        if self.per_layer is None:
+            return {"surrogate": self.surrogate}
+        return {"targets": {glob.escape(path): s for path, s in self.per_layer.items()}}
 
 
 def _number(p: Any) -> str:
@@ -183,6 +198,9 @@ class Shortlist(list[Candidate]):
         #: measures a candidate's spread on the recorded run while it is alive (set by :func:`shortlist` with
         #: ``spreads=False``: a spread costs four backward passes through the whole model, and most are not needed)
         self.measure_spread: Callable[[Candidate], None] | None = None
+        #: what ``sg.stabilize`` installs without training data, as one of the list's candidates (set by
+        #: :func:`sg_stability.candidates`): the training race's prior. None: :meth:`preferred`
+        self.prior: Candidate | None = None
 
     def spread_of(self, c: Candidate) -> float | None:
         """``c.spread``, measured now when it was left for later and the recorded run is still alive."""
@@ -249,21 +267,6 @@ class Shortlist(list[Candidate]):
             else:
                 return c, passed
         return None, passed
-
-
-def candidates(model: nn.Module, sample: Any, *, run: Run | None = None, family: str | Surrogate = "fast_sigmoid",
-               seed: int = 0, time_dim: int | None = None) -> Shortlist:
-    """The shortlist, most preferred first (see the module docstring): ``family`` at sharpness ``b / threshold``
-    for each ``b`` in :data:`SHARPNESS_UNITS` and area ``dampening / sharpness`` in :data:`AREAS` (dampening at
-    most the family's peak / threshold; duplicates dropped), each with its measured reach, BPTT growth and
-    gradient spread across layers; then the model's own surrogate (the incumbent), when every layer holds the
-    same one. ``sg.stabilize`` starts from ``shortlist.preferred()`` without training data (see the module
-    docstring for how it keeps the spread). The model is left as it was. ``time_dim`` as for
-    :func:`~sg_stability.analyze`."""
-    integer(seed, "seed", example="seed=0")
-    base = get(family)
-    with traced(model, sample, run=with_time_dim(run, time_dim)) as trace:
-        return build_shortlist(trace, base, seed)
 
 
 def build_shortlist(trace: Trace, base: Surrogate, seed: int = 0, *, spreads: bool = True) -> Shortlist:

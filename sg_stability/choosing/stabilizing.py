@@ -4,7 +4,6 @@ batches, from a short training race between its candidates), patch, and report."
 from __future__ import annotations
 
 import copy
-import glob
 from typing import Any
 
 from torch import nn
@@ -19,11 +18,10 @@ from ..init import check_method, initialize
 from ..recording import Run, traced
 from ..recording.sample_checks import with_time_dim
 from ..surrogates import get
-from .choice import Choice, first_choice
+from .choice import Choice, shortlist_and_choice
 from .handle import ChosenPatch
 from .options import FIELDS, Batches, LossFn, RaceOptions, race_options
 from .race import tune
-from .shortlist import build_shortlist, candidates
 
 
 def _check(batches: Any, loss_fn: Any) -> None:
@@ -101,20 +99,19 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
         init_report = None
         if init is not None:
             init_report = initialize(model, sample, init, run=run, **(init_options or {}))
+        with traced(model, sample, run=run) as trace:  # one forward pass serves every measurement
+            pool, choice = shortlist_and_choice(trace, base, seed, keep_spread=keep_spread)
         if batches is not None and loss_fn is not None:
-            pool = candidates(model, sample, run=run, family=base, seed=seed)
             raced = tune(model, sample, batches, loss_fn=loss_fn, race=race, candidates=pool, run=run, seed=seed,
                          progress=progress)
             handle, tuning = raced, raced.race
             assert tuning is not None
-            choice = Choice(tuning.best, None, f"won a training race between {len(pool)} candidates "
-                            f"({tuning.cost_runs:.2f} full runs)")
+            won = pool[next(i for i, c in enumerate(tuning.candidates) if c is tuning.best)]
+            how = f"won a training race between {len(pool)} candidates ({tuning.cost_runs:.2f} full runs)"
+            choice = Choice(choice.candidate, choice.per_layer, how) if won is pool.prior else Choice(won, None, how)
         else:
-            with traced(model, sample, run=run) as trace:  # one forward pass serves every measurement
-                pool = build_shortlist(trace, base, seed, spreads=False)
-                choice = first_choice(pool, trace, seed, keep_spread)
-                pool.measure_spread = None  # the recorded run ends here
-            handle = _install(choice, model)
+            assert pool.prior is not None
+            handle = patch(model, **pool.prior.patch_kwargs())
         report = analyze_layers(model, sample, run=run, probes=probes, seed=seed, target=target)
     except BaseException:  # a failure at any point leaves the model as it was
         if handle is not None:
@@ -129,11 +126,3 @@ def stabilize(model: nn.Module, sample: Any, *, batches: Batches | None = None, 
                                    report=report, init_report=init_report,
                                    notes=(*handle.notes, f"{installed}: {choice.how}"))
 
-
-def _install(choice: Choice, model: nn.Module) -> PatchHandle:
-    """Patch what ``choice`` says: one surrogate for every layer, or one per layer path (escaped: matched as
-    globs)."""
-    if choice.per_layer is not None:
-        return patch(model, targets={glob.escape(path): s for path, s in choice.per_layer.items()})
-    assert choice.candidate is not None
-    return patch(model, surrogate=choice.candidate.surrogate)

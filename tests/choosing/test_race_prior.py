@@ -1,5 +1,6 @@
-"""The race's prior (the stability analysis' preferred candidate): kept to the last rung, and replaced only when
-the best beats it by more than two standard errors of their paired validation difference."""
+"""The race's prior (exactly what ``sg.stabilize`` installs without data, per layer where it rescales the
+dampening): kept to the last rung, and replaced only when the best beats it by more than two standard errors of
+their paired validation difference."""
 
 from __future__ import annotations
 
@@ -79,3 +80,91 @@ def test_a_challenger_clearly_better_on_every_batch_replaces_the_prior():
     handle = race(score)
     assert handle.race.best.label.endswith("β=4)") and "beat the analysis' choice" in handle.race.decision
     handle.remove()
+
+
+class DeepStack(nn.Module):
+    """Five feed-forward snnTorch layers whose preferred candidate widens the gradient's spread across layers, so
+    that ``sg.stabilize`` rescales its dampening per layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import snntorch as snn
+
+        g = torch.Generator().manual_seed(0)
+        dims = [12, 64, 64, 64, 64, 64]
+        self.fcs = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(dims, dims[1:], strict=False))
+        self.lifs = nn.ModuleList(snn.Leaky(beta=0.9) for _ in dims[1:])
+        self.out = nn.Linear(dims[-1], 3, bias=False)
+        for fc in self.fcs:
+            bound = 2.0 / fc.in_features ** 0.5
+            nn.init.uniform_(fc.weight, -bound, bound, generator=g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mems = [lif.init_leaky() for lif in self.lifs]
+        outs = []
+        for t in range(x.shape[0]):
+            h = x[t]
+            for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs, strict=True)):
+                h, mems[k] = lif(fc(h), mems[k])
+            outs.append(self.out(h))
+        return torch.stack(outs)
+
+
+def deep_stack() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    return DeepStack(), (torch.rand(20, 8, 12, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+
+
+def dampenings(handle: Any) -> dict[str, float]:
+    return {path: float(s.dampening) for path, s in handle.surrogates.items()}
+
+
+def test_the_prior_is_exactly_the_data_free_choice_rescaled_per_layer_in_the_preferred_candidates_place():
+    model, x = deep_stack()
+    pool = sg.candidates(model, x)
+    said = sg.analyze(model, x).recommendation
+    assert said.per_layer is not None  # the network this test is about: one dampening would widen the spread
+    prior = pool.prior
+    assert prior is pool[0] and prior.per_layer is not None and prior.label.endswith("rescaled per layer")
+    assert {p: float(s.dampening) for p, s in prior.per_layer.items()} == pytest.approx(
+        {p: float(s.dampening) for p, s in said.per_layer.items()})
+    # it takes the place of the candidate it was rescaled from: the race costs what it did
+    assert len(pool) == 9 and sum(c.label.startswith(said.candidate.label) for c in pool) == 1
+    with sg.stabilize(model, x, progress=False) as handle:
+        free = dampenings(handle)
+    assert len(set(free.values())) > 1 and free == pytest.approx(
+        {p: float(s.dampening) for p, s in prior.per_layer.items()})
+
+
+@pytest.mark.parametrize("keep_weights", [False, True])
+def test_a_race_that_keeps_a_per_layer_prior_installs_exactly_what_stabilize_installs_without_data(keep_weights):
+    model, x = deep_stack()
+    with sg.stabilize(model, x, progress=False) as handle:
+        free = dampenings(handle)
+    g = torch.Generator().manual_seed(2)
+    train = [((torch.rand(20, 8, 12, generator=g) < 0.3).float(), torch.randint(0, 3, (8,), generator=g))
+             for _ in range(3)]
+
+    def tie(model: nn.Module, batches: list) -> float:  # every candidate scores the same: the prior stays
+        return 0.5
+
+    handle = sg.stabilize(model, x, batches=train, loss_fn=ce, val_batches=train[:2], score=tie, epochs=4,
+                          lr=0.01, keep_weights=keep_weights, progress=False)
+    assert "kept the analysis' choice" in handle.race.decision or handle.race.decision == ""
+    assert handle.race.best.label.endswith("rescaled per layer")
+    assert handle.choice.per_layer is not None and "won a training race" in handle.choice.how
+    assert dampenings(handle) == pytest.approx(free)
+    handle.remove()
+
+
+def test_each_layers_own_surrogates_as_the_prior_are_added_last_and_patched_layer_by_layer():
+    from sg_stability.choosing.choice import Choice, _as_candidate
+
+    own = {"a.b": sg.surrogates.get("atan"), "c": sg.surrogates.get("sigmoid")}
+    pool = Shortlist([sg.Candidate(sg.surrogates.get("fast_sigmoid"), "analysis", reach=0.9)])
+    pool.prior = _as_candidate(pool, Choice(None, own, "every candidate widens the spread"))
+    assert len(pool) == 2 and pool.prior is pool[1] and pool.prior.label == "each layer's own surrogate"
+    assert prior_of(pool) == 1
+    targets = pool.prior.patch_kwargs()["targets"]
+    assert targets == {"a.b": own["a.b"], "c": own["c"]}
+    assert pool[0].patch_kwargs() == {"surrogate": pool[0].surrogate}
