@@ -4,6 +4,7 @@ their paired validation difference."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -92,7 +93,7 @@ class DeepStack(nn.Module):
 
         g = torch.Generator().manual_seed(0)
         dims = [12, 64, 64, 64, 64, 64]
-        self.fcs = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(dims, dims[1:], strict=False))
+        self.fcs = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in itertools.pairwise(dims))
         self.lifs = nn.ModuleList(snn.Leaky(beta=0.9) for _ in dims[1:])
         self.out = nn.Linear(dims[-1], 3, bias=False)
         for fc in self.fcs:
