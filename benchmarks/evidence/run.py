@@ -136,10 +136,11 @@ def work(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.evidence.tasks import CLAIM_TASKS, TASKS
+    from benchmarks.evidence.tasks import CLAIM_TASKS, HELD_OUT_FOR_THE_LIKELIHOOD, TASKS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", default=",".join(t for t in TASKS if t not in CLAIM_TASKS))
+    p.add_argument("--tasks", default=",".join(t for t in TASKS if t not in CLAIM_TASKS
+                                               and t not in HELD_OUT_FOR_THE_LIKELIHOOD))
     p.add_argument("--frameworks", default="snntorch,spikingjelly,norse")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--grid", choices=sorted(GRIDS), default="full")

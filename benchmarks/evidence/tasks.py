@@ -90,6 +90,25 @@ HELD_OUT_FOR_THE_PRIOR = {
 TASKS.update(HELD_OUT_FOR_THE_PRIOR)
 
 
+def delayed(data: SpikeDataset, delay: int) -> SpikeDataset:
+    """``data`` followed by ``delay`` silent steps before the readout."""
+    import torch
+
+    silence = torch.zeros(delay, *data.x.shape[1:])
+    return SpikeDataset(torch.cat([data.x, silence]).contiguous(), data.y, data.classes)
+
+
+#: written after the exact prior (2026-12-05), before the race's likelihood support was measured, and never used
+#: to design it: held out for that rule (with ``deepdigits`` and ``randman10``, never used for the race either)
+HELD_OUT_FOR_THE_LIKELIHOOD = {
+    "delayspirals": Task(
+        "delayspirals", "held out: 4-arm spirals for 10 steps, then 20 silent steps, recurrent layer",
+        lambda seed: delayed(datasets.spirals(classes=4, samples_per_class=263, steps=10, seed=400 + seed), 20),
+        _arch("rec", (96,), 3.0), window=5, epochs=10),
+}
+TASKS.update(HELD_OUT_FOR_THE_LIKELIHOOD)
+
+
 #: for the claims table (claims.py): a difficulty knob (RandMan's class count, all else as the randman task) and a
 #: deeper latency-coded digits network for the DECOLLE-style arm
 def _randman_classes(classes: int) -> Task:

@@ -105,7 +105,8 @@ def tune(model: nn.Module, sample: Any, batches: Batches, *, loss_fn: LossFn, ra
     Over the analysis' shortlist (``candidates=None``, or a :class:`Shortlist`), its prior -- exactly what
     ``sg.stabilize`` installs without data (``shortlist.prior``; per layer where that rescales the dampening per
     layer) -- stays to the last rung and is replaced only by a candidate that beats it by more than two standard
-    errors of their paired validation difference (``report.decision``).
+    errors of their paired validation difference (with ``score="accuracy"``, or by more than two in each sample's
+    log-likelihood of its label and more than one in accuracy; ``report.decision`` says which).
 
     The race refuses to choose on broken evidence: a loss that is not finite before any training, a score that
     is not a finite number, or every candidate diverging (a non-finite loss, gradient or weights) raise

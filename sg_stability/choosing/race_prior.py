@@ -4,7 +4,9 @@ preferred candidate, rescaled per layer or a fallback where that keeps the gradi
 A race over a shortlist keeps the prior to the last rung, and replaces it only when the best candidate beats it
 by more than the validation set can tell apart: the paired difference of the two trained models on the same
 validation samples (``score="accuracy"``: per sample; otherwise per batch) must exceed two standard errors
-(MARGIN_SE). Paying for a race should never buy a worse choice than the free one.
+(MARGIN_SE). With ``score="accuracy"`` it may instead win by each sample's log-likelihood of its label, beyond two
+standard errors, when its accuracy leans the same way beyond one (LEAN_SE). Paying for a race should never buy a
+worse choice than the free one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from .shortlist import Candidate, Shortlist
 #: below 0.996x the prior's accuracy where 1 fell to 0.948x on a held-out task. A wrong switch costs more than a
 #: missed one: a lucky validation gain of one standard error happens one time in six.
 MARGIN_SE = 2.0
+#: with ``score="accuracy"`` the best may also win by its per-sample log-likelihood of the labels (a finer measure of
+#: the same samples) beating the prior's by MARGIN_SE standard errors, provided its accuracy leans the same way by
+#: more than this many standard errors of its own: a likelihood gain alone, with an accuracy within its noise,
+#: is not a gain in what the user scores
+LEAN_SE = 1.0
 
 
 def prior_of(shortlist: Any) -> int | None:
@@ -46,18 +53,34 @@ def keeping(alive: list[int], keep: int, prior: int | None) -> list[int]:
     return kept
 
 
-def paired_values(model: nn.Module, batches: Sequence[Any], score: Any, loss_fn: LossFn) -> list[float]:
-    """What the validation score is made of, higher better: per sample for accuracy, else per batch."""
+def paired_values(model: nn.Module, batches: Sequence[Any], score: Any, loss_fn: LossFn) -> dict[str, list[float]]:
+    """What the validation score is made of, higher better: per sample for accuracy (with each sample's
+    log-likelihood of its label beside it), else per batch."""
     with torch.no_grad():
         if score == "loss":
-            return [-v for v in validation_losses(model, loss_fn, batches)]
+            return {"-loss": [-v for v in validation_losses(model, loss_fn, batches)]}
         if score == "accuracy":
-            return [c for x, y in batches for c in (model(x).argmax(-1) == y).flatten().double().tolist()]
-        return [float(score(model, [batch])) for batch in batches]
+            right: list[float] = []
+            likelihood: list[float] = []
+            for x, y in batches:
+                out = model(x)
+                right += (out.argmax(-1) == y).flatten().double().tolist()
+                logp = torch.log_softmax(out.double().reshape(-1, out.shape[-1]), -1)
+                likelihood += logp.gather(1, y.reshape(-1, 1)).flatten().tolist()
+            return {"accuracy": right, "log-likelihood": likelihood}
+        return {"score": [float(score(model, [batch])) for batch in batches]}
+
+
+def _paired(best: list[float], prior: list[float]) -> tuple[float, float, int]:
+    """Mean and standard error of the paired differences ``best - prior``, and their number."""
+    diffs = [b - p for b, p in zip(best, prior, strict=True)]
+    n = len(diffs)
+    mean = statistics.fmean(diffs) if diffs else 0.0
+    return mean, statistics.stdev(diffs) / math.sqrt(n) if n > 1 else 0.0, n
 
 
 def decide(model: nn.Module, pool: list[Candidate], states: dict[int, Any], best: int, prior: int | None,
-           values: Callable[[nn.Module], list[float]]) -> tuple[int, str]:
+           values: Callable[[nn.Module], dict[str, list[float]]]) -> tuple[int, str]:
     """The winner between the race's best and its prior, and why."""
     if prior is None or best == prior or prior not in states or pool[prior].diverged:
         return best, ""
@@ -67,17 +90,20 @@ def decide(model: nn.Module, pool: list[Candidate], states: dict[int, Any], best
         model.eval()
         with patch(model, **pool[i].patch_kwargs(), builtin=False):
             measured[i] = values(model)
-    diffs = [b - p for b, p in zip(measured[best], measured[prior], strict=True)]
-    n = len(diffs)
-    mean = statistics.fmean(diffs) if diffs else 0.0
-    se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else 0.0
+    (metric, *support) = measured[best]
+    mean, se, n = _paired(measured[best][metric], measured[prior][metric])
     p_label, b_label = pool[prior].label, pool[best].label
     if n > 1 and mean > MARGIN_SE * se and mean > 0:
         return best, (f"{b_label} beat the analysis' choice {p_label} by {mean:.4g} ± {se:.2g} over {n} paired "
                       f"validation values (more than {MARGIN_SE:g} standard errors)")
+    for name in support:  # a finer measure of the same samples, when the score itself is coarse (0 or 1)
+        s_mean, s_se, _ = _paired(measured[best][name], measured[prior][name])
+        if n > 1 and mean > LEAN_SE * se and mean > 0 and s_mean > MARGIN_SE * s_se:
+            return best, (f"{b_label} beat the analysis' choice {p_label}: {metric} {mean:+.4g} ± {se:.2g} and "
+                          f"{name} {s_mean:+.4g} ± {s_se:.2g} per sample over {n} paired validation values (more "
+                          f"than {MARGIN_SE:g} standard errors)")
     if n <= 1 and mean > 0:
         return best, (f"{b_label} scored above the analysis' choice {p_label} on the one validation batch (no "
                       "noise estimate: pass several validation batches to let the race weigh it)")
     return prior, (f"kept the analysis' choice {p_label}: the best, {b_label}, was within the validation noise "
                    f"({mean:+.4g} ± {se:.2g} over {n} paired values)")
-

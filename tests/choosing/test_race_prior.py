@@ -169,3 +169,60 @@ def test_each_layers_own_surrogates_as_the_prior_are_added_last_and_patched_laye
     targets = pool.prior.patch_kwargs()["targets"]
     assert targets == {"a.b": own["a.b"], "c": own["c"]}
     assert pool[0].patch_kwargs() == {"surrogate": pool[0].surrogate}
+
+
+def decided(best: dict[str, list[float]], prior: dict[str, list[float]]) -> tuple[int, str]:
+    """``decide`` between candidate 1 (the race's best, β=4) and the prior 0 (β=1) whose validation values are
+    given."""
+    from sg_stability.choosing.race_prior import decide
+
+    model, _ = shd_networks.tiny("snntorch", steps=6, batch=4)
+    pool = [sg.Candidate(sg.surrogates.get("fast_sigmoid", sharpness=b), "analysis") for b in (1.0, 4.0)]
+    states = {i: (model.state_dict(), None, 0) for i in (0, 1)}
+    return decide(model, pool, states, 1, 0, lambda m: best if sharpness_of(m) == 4.0 else prior)
+
+
+def test_a_clearly_better_likelihood_with_an_accuracy_leaning_the_same_way_replaces_the_prior():
+    n = 150
+    right = [1.0] * 100 + [0.0] * 50
+    better = [1.0] * 103 + [0.0] * 47  # +0.02: 3 samples more, 1.7 standard errors: not enough alone
+    g = torch.Generator().manual_seed(0)
+    logp = (-1.0 + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)).tolist()
+    sharper = [v + 0.1 for v in logp]  # every sample's label 0.1 nats likelier
+    winner, why = decided({"accuracy": better, "log-likelihood": sharper}, {"accuracy": right, "log-likelihood": logp})
+    assert winner == 1 and "log-likelihood +0.1" in why and "accuracy +0.02" in why
+    # without the likelihood beside it, the same accuracy gain is within the noise
+    winner, why = decided({"accuracy": better}, {"accuracy": right})
+    assert winner == 0 and "within the validation noise" in why
+    # a better likelihood never outweighs an accuracy that is not higher, or higher only within one standard error
+    mixed = [0.0] + [1.0] * 101 + [0.0] * 48  # 2 samples gained, 1 lost: +0.0067 ± 0.012, 0.6 standard errors
+    for acc in (right, [1.0] * 99 + [0.0] * 51, mixed):
+        winner, why = decided({"accuracy": acc, "log-likelihood": sharper}, {"accuracy": right, "log-likelihood": logp})
+        assert winner == 0 and "kept the analysis' choice" in why
+
+
+def test_paired_values_for_accuracy_are_each_samples_correctness_and_label_log_likelihood():
+    from sg_stability.choosing.race_prior import paired_values
+
+    model, _ = shd_networks.tiny("snntorch", steps=6, batch=4)
+    batches = [(x, y) for x, y in data(2)]
+
+    class Head(nn.Module):  # [batch, classes] from the tiny net's [time, batch, classes]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).mean(0)
+
+    wrapped = Head()
+    got = paired_values(wrapped, batches, "accuracy", ce)
+    with torch.no_grad():
+        outs = [wrapped(x) for x, _ in batches]
+    want_right = [float(v) for o, (_, y) in zip(outs, batches, strict=True) for v in (o.argmax(-1) == y)]
+    want_logp = [float(v) for o, (_, y) in zip(outs, batches, strict=True)
+                 for v in -F.cross_entropy(o.double(), y, reduction="none")]
+    assert got["accuracy"] == want_right
+    assert got["log-likelihood"] == pytest.approx(want_logp, abs=1e-12)
+    assert list(got) == ["accuracy", "log-likelihood"]
+    assert list(paired_values(wrapped, batches, "loss", lambda m, b: F.cross_entropy(m(b[0]), b[1]))) == ["-loss"]
