@@ -60,6 +60,14 @@ TASKS = {
 }
 
 
+def delayed(data: SpikeDataset, delay: int) -> SpikeDataset:
+    """``data`` followed by ``delay`` silent steps before the readout."""
+    import torch
+
+    silence = torch.zeros(delay, *data.x.shape[1:])
+    return SpikeDataset(torch.cat([data.x, silence]).contiguous(), data.y, data.classes)
+
+
 def scanned_digits(*, by: str, steps_per_line: int, delay: int, seed: int) -> SpikeDataset:
     """scikit-learn's 8x8 digits scanned line by line (``by="row"`` or ``"column"``): each line's 8 intensities fire
     Bernoulli spikes for ``steps_per_line`` steps, then ``delay`` silent steps before the readout."""
@@ -71,9 +79,9 @@ def scanned_digits(*, by: str, steps_per_line: int, delay: int, seed: int) -> Sp
     lines = images if by == "row" else images.transpose(1, 2)
     g = torch.Generator().manual_seed(seed)
     rates = lines.repeat_interleave(steps_per_line, dim=1).permute(1, 0, 2)  # [8 * steps_per_line, n, 8]
-    x = torch.cat([(torch.rand(rates.shape, generator=g) < rates).float(), torch.zeros(delay, *rates.shape[1:])])
-    order = torch.randperm(x.shape[1], generator=g)
-    return SpikeDataset(x[:, order].contiguous(), torch.tensor(raw.target)[order].contiguous(), 10)
+    spikes = (torch.rand(rates.shape, generator=g) < rates).float()
+    order = torch.randperm(spikes.shape[1], generator=g)
+    return delayed(SpikeDataset(spikes[:, order], torch.tensor(raw.target)[order].contiguous(), 10), delay)
 
 
 #: written after the race's prior rule (2026-12-04) and never used to design it: held out for that rule
@@ -88,14 +96,6 @@ HELD_OUT_FOR_THE_PRIOR = {
         _arch("rec", (128,), 4.0), window=5, epochs=10),
 }
 TASKS.update(HELD_OUT_FOR_THE_PRIOR)
-
-
-def delayed(data: SpikeDataset, delay: int) -> SpikeDataset:
-    """``data`` followed by ``delay`` silent steps before the readout."""
-    import torch
-
-    silence = torch.zeros(delay, *data.x.shape[1:])
-    return SpikeDataset(torch.cat([data.x, silence]).contiguous(), data.y, data.classes)
 
 
 #: written after the exact prior (2026-12-05), before the race's likelihood support was measured, and never used

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._patching import patch
@@ -65,8 +66,8 @@ def paired_values(model: nn.Module, batches: Sequence[Any], score: Any, loss_fn:
             for x, y in batches:
                 out = model(x)
                 right += (out.argmax(-1) == y).flatten().double().tolist()
-                logp = torch.log_softmax(out.double().reshape(-1, out.shape[-1]), -1)
-                likelihood += logp.gather(1, y.reshape(-1, 1)).flatten().tolist()
+                likelihood += (-F.cross_entropy(out.double().reshape(-1, out.shape[-1]), y.reshape(-1),
+                                                reduction="none")).tolist()
             return {"accuracy": right, "log-likelihood": likelihood}
         return {"score": [float(score(model, [batch])) for batch in batches]}
 
@@ -93,16 +94,17 @@ def decide(model: nn.Module, pool: list[Candidate], states: dict[int, Any], best
     (metric, *support) = measured[best]
     mean, se, n = _paired(measured[best][metric], measured[prior][metric])
     p_label, b_label = pool[prior].label, pool[best].label
-    if n > 1 and mean > MARGIN_SE * se and mean > 0:
-        return best, (f"{b_label} beat the analysis' choice {p_label} by {mean:.4g} ± {se:.2g} over {n} paired "
-                      f"validation values (more than {MARGIN_SE:g} standard errors)")
-    for name in support:  # a finer measure of the same samples, when the score itself is coarse (0 or 1)
-        s_mean, s_se, _ = _paired(measured[best][name], measured[prior][name])
-        if n > 1 and mean > LEAN_SE * se and mean > 0 and s_mean > MARGIN_SE * s_se:
-            return best, (f"{b_label} beat the analysis' choice {p_label}: {metric} {mean:+.4g} ± {se:.2g} and "
-                          f"{name} {s_mean:+.4g} ± {s_se:.2g} per sample over {n} paired validation values (more "
-                          f"than {MARGIN_SE:g} standard errors)")
-    if n <= 1 and mean > 0:
+    if n > 1:  # se >= 0, so every "more than k standard errors" below is also a positive difference
+        if mean > MARGIN_SE * se:
+            return best, (f"{b_label} beat the analysis' choice {p_label} by {mean:.4g} ± {se:.2g} over {n} paired "
+                          f"validation values (more than {MARGIN_SE:g} standard errors)")
+        for name in support:  # a finer measure of the same samples, when the score itself is coarse (0 or 1)
+            s_mean, s_se, _ = _paired(measured[best][name], measured[prior][name])
+            if mean > LEAN_SE * se and s_mean > MARGIN_SE * s_se:
+                return best, (f"{b_label} beat the analysis' choice {p_label}: {metric} {mean:+.4g} ± {se:.2g} and "
+                              f"{name} {s_mean:+.4g} ± {s_se:.2g} per sample over {n} paired validation values "
+                              f"(more than {MARGIN_SE:g} standard errors)")
+    elif mean > 0:
         return best, (f"{b_label} scored above the analysis' choice {p_label} on the one validation batch (no "
                       "noise estimate: pass several validation batches to let the race weigh it)")
     return prior, (f"kept the analysis' choice {p_label}: the best, {b_label}, was within the validation noise "
