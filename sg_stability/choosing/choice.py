@@ -15,7 +15,8 @@ from .._validate import integer
 from ..recording import Run, Trace, traced
 from ..recording.sample_checks import with_time_dim
 from ..surrogates import Surrogate, get
-from .shortlist import EACH_OWN, GROWTH_LIMIT, Candidate, Shortlist, build_shortlist, recorded_spread
+from .recorded import recorded_spread
+from .shortlist import EACH_OWN, GROWTH_LIMIT, Candidate, Shortlist, build_shortlist
 
 #: how to reach the training race, appended where the analysis alone decided
 RACE = " (pass batches= and loss_fn= to let a short training race between the candidates decide)"
@@ -55,16 +56,13 @@ def first_choice(pool: Shortlist, trace: Trace, seed: int, keep_spread: bool = T
                   if chosen.spread is not None else "")
         return Choice(chosen, None, "the stability analysis' first choice" + spread + skipped + _growth_caveat(chosen)
                       + RACE)
-    per_layer = pool.depth_compensated(chosen)
-    if per_layer is not None:
-        with trace.switched(per_layer):
-            rescaled, _ = recorded_spread(trace, seed)
-        if not pool.widens(rescaled):
-            factors = ", ".join(f"{path} {float(s.dampening):.3g}" for path, s in per_layer.items())
-            return Choice(chosen, per_layer, (
-                f"the stability analysis' first choice with its dampening rescaled per layer ({factors}): with one "
-                f"dampening the gradient's spread across layers would be {chosen.spread:.3g}x, rescaled it is "
-                f"{rescaled:.3g}x (the model's own surrogates: {now})" + skipped + _growth_caveat(chosen) + RACE))
+    per_layer, rescaled, note = _rescaled(pool, trace, seed, chosen)
+    if per_layer is not None and rescaled is not None and not pool.widens(rescaled):
+        factors = ", ".join(f"{path} {float(s.dampening):.3g}" for path, s in per_layer.items())
+        return Choice(chosen, per_layer, (
+            f"the stability analysis' first choice with its dampening rescaled per layer ({factors}): with one "
+            f"dampening the gradient's spread across layers would be {chosen.spread:.3g}x, rescaled it is "
+            f"{rescaled:.3g}x (the model's own surrogates: {now}){note}" + skipped + _growth_caveat(chosen) + RACE))
     keeping, passed = pool.first_choice()
     skipped = f"; passed over {'; '.join(passed)}" if passed else ""
     if keeping is not None:
@@ -81,6 +79,32 @@ def first_choice(pool: Shortlist, trace: Trace, seed: int, keep_spread: bool = T
     return Choice(least, None, (
         f"FALLBACK: every candidate widens the gradient's spread across layers (the model's own: {now}) and the "
         f"model's own surrogates cannot all be read, so the least widening is installed{skipped}"))
+
+
+def _rescaled(pool: Shortlist, trace: Trace, seed: int, chosen: Candidate
+              ) -> tuple[dict[str, Surrogate] | None, float | None, str]:
+    """``chosen`` rescaled per layer (:meth:`Shortlist.depth_compensated`) within a unit area where the reset is
+    differentiated, else (where that bound keeps it from keeping the spread) without the bound; the spread
+    re-measured on the recorded run, and what the note adds about the bound."""
+    compensated = pool.depth_compensated(chosen)
+    if compensated is None:
+        return None, None, ""
+    per_layer, capped = compensated
+    with trace.switched(per_layer):
+        rescaled, _ = recorded_spread(trace, seed)
+    if not capped:
+        return per_layer, rescaled, ""
+    layers = ", ".join(capped)
+    if not pool.widens(rescaled):
+        return per_layer, rescaled, (f"; {layers}, whose reset is differentiated, at most at area 1 or the family's "
+                                     "peak (a whole spike per threshold)")
+    unbounded = pool.depth_compensated(chosen, bounded=False)
+    assert unbounded is not None
+    with trace.switched(unbounded[0]):
+        wide, _ = recorded_spread(trace, seed)
+    within = f"{rescaled:.3g}x" if rescaled is not None else "unmeasured"
+    return unbounded[0], wide, (f"; {layers}, whose reset is differentiated, above area 1 or the family's peak: "
+                                f"within it the spread would be {within}")
 
 
 def _growth_caveat(c: Candidate) -> str:

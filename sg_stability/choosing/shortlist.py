@@ -54,11 +54,9 @@ import torch
 from torch import Tensor
 
 from .._errors import ConfigError
-from ..analysis.gradients import gradient_norms, layer_gradients, spread
 from ..recording import Trace
-from ..recording.records import stacked
-from ..stability import late_growth
 from ..surrogates import Surrogate
+from .recorded import LayerMembranes, measure_recorded, membranes, reach, recorded_spread
 
 #: sharpness grid in threshold units (surrogate width relative to the threshold), widest first
 SHARPNESS_UNITS = (0.5, 1.5, 4.0)
@@ -122,70 +120,6 @@ def _number(p: Any) -> str:
     return format(float(p), ".3g")
 
 
-@dataclass
-class LayerMembranes:
-    """One spiking layer's recorded centred membranes (``[steps, batch, neurons]``) and threshold."""
-
-    name: str
-    v: Tensor
-    threshold: float
-    current: Surrogate | None = None  # the surrogate the layer holds, in canonical form (None: not readable)
-
-
-def membranes(trace: Trace) -> list[LayerMembranes]:
-    """Every spiking layer's centred membranes and threshold in a recorded run, in execution order."""
-    out = []
-    for rec in trace.ordered():
-        steps = rec.spike_steps()
-        if not steps:
-            continue
-        v = stacked(steps).float().flatten(2)
-        dyn = rec.site.driver.dynamics()
-        thr = rec.site.driver.threshold() if dyn is None else dyn.threshold
-        threshold = abs(float(torch.as_tensor(thr).float().mean())) if thr is not None else 1.0
-        readable = rec.source == "installed" or rec.source.startswith("read from")
-        out.append(LayerMembranes(rec.site.path, v, threshold if threshold > 0 else 1.0,
-                                  rec.surrogate if readable else None))
-    return out
-
-
-def reach(surrogate: Surrogate, v: Tensor) -> float:
-    """Fraction of the recorded points where the surrogate passes at least half its peak."""
-    return float((surrogate.unit_shape(v.double() * float(surrogate.sharpness)) >= 0.5).double().mean())
-
-
-@dataclass
-class Measured:
-    """One recorded run with a surrogate: the largest BPTT growth of any layer and the gradient's spread across
-    layers (None where they cannot be followed)."""
-
-    growth: float | None
-    spread: float | None
-    layers: dict[str, float] = field(default_factory=dict)  # per layer, the RMS gradient of its input current
-
-
-def measure_recorded(trace: Trace, seed: int = 0, *, spread_too: bool = True) -> Measured:
-    """On a recorded run, differentiated with the trace's current surrogate choice (``trace.switched``): the
-    largest per-step growth, going back in time, of a gradient injected at the last step of any spiking layer
-    (one backward pass per layer, through that layer alone), and (``spread_too``) the spread across layers of the
-    gradient of a random projection of the model's output (four backward passes through the whole model)."""
-    gen = torch.Generator().manual_seed(seed)
-    worst: float | None = None
-    for rec in trace.ordered():
-        xs = rec.spike_steps()
-        g = late_growth(gradient_norms(xs, rec.input_steps(len(xs)), gen))
-        if g is not None and math.isfinite(g):
-            worst = g if worst is None else max(worst, g)
-    return Measured(worst, *recorded_spread(trace, seed)) if spread_too else Measured(worst, None)
-
-
-def recorded_spread(trace: Trace, seed: int = 0) -> tuple[float | None, dict[str, float]]:
-    """The spread across layers of the gradient of a random projection of the model's output on a recorded run
-    (with the trace's current surrogate choice), and the per-layer RMS gradients it is made of."""
-    per_layer = layer_gradients(trace.output, trace.ordered(), torch.Generator().manual_seed(seed))
-    return spread(per_layer), per_layer
-
-
 class Shortlist(list[Candidate]):
     """The candidates, most preferred first, and what the model's own surrogates measure (``spread_now``)."""
 
@@ -195,6 +129,8 @@ class Shortlist(list[Candidate]):
         self.gradients_now: dict[str, float] = {}  # per layer, with the model's own surrogates
         self.own: dict[str, Surrogate] | None = None  # each layer's own surrogate in canonical form, when readable
         self.layers: list[str] = []  # every spiking layer that ran, in execution order
+        self.peak_per_threshold = math.inf  # the family's peak over the layers' median threshold
+        self.reset_grad: set[str] = set()  # the layers whose reset the framework differentiates
         #: measures a candidate's spread on the recorded run while it is alive (set by :func:`shortlist` with
         #: ``spreads=False``: a spread costs four backward passes through the whole model, and most are not needed)
         self.measure_spread: Callable[[Candidate], None] | None = None
@@ -208,16 +144,23 @@ class Shortlist(list[Candidate]):
             self.measure_spread(c)
         return c.spread
 
-    def depth_compensated(self, c: Candidate) -> dict[str, Surrogate] | None:
+    def depth_compensated(self, c: Candidate, bounded: bool = True) -> tuple[dict[str, Surrogate], list[str]] | None:
         """``c`` with its dampening rescaled per layer so that every layer's gradient keeps its ratio to what the
-        model's own surrogates give it (None when there is nothing to rescale).
+        model's own surrogates give it, and the layers where the unit-area bound stopped the rescaling (None when
+        there is nothing to rescale; ``bounded=False``: no bound).
 
         A layer's dampening multiplies the gradient of every layer below it, so with ``r_l`` the ratio of ``c``'s
-        RMS input-current gradient to the model's own at layer ``l`` (execution order), the factor
-        ``f_l = r_(l+1) / r_l`` at each layer makes all ratios equal to the top layer's. Exact for a chain of
-        layers; on branching models it is a first step that the caller re-measures. With Adam it changes
-        little where the reset is not differentiated: a factor common to all the gradients of a parameter is
-        normalised away (where the surrogate also shapes the gradient through time, as in Norse, it is not)."""
+        RMS input-current gradient to the model's own at layer ``l`` (execution order), the layers from ``l`` up
+        must together multiply it by ``r_top / r_l``; going down, each layer takes what the layers above it did
+        not (``f_l = r_(l+1) / r_l`` where no bound is hit). Exact for a chain of layers; on branching models it
+        is a first step that the caller re-measures.
+
+        Where the reset is not differentiated, a layer's dampening is one factor on every gradient through it:
+        Adam normalises it away, plain SGD needs it, so it may rise freely. Where the framework differentiates the
+        reset (Norse, SpikingJelly without ``detach_reset``), the dampening also sets how strongly each spike feeds
+        back through time, and it rises at most to :meth:`dampening_cap` (area 1), where a surrogate claims a
+        whole spike per threshold; a layer below makes up what a bounded one could not, as far as its own bound
+        allows. The caller falls back to ``bounded=False`` where the bound keeps it from keeping the spread."""
         self.spread_of(c)
         ratios = {p: c.layer_gradients[p] / g for p, g in self.gradients_now.items()
                   if g > 0 and c.layer_gradients.get(p, 0.0) > 0}
@@ -225,11 +168,24 @@ class Shortlist(list[Candidate]):
         if len(order) < 2:
             return None
         gamma = float(torch.as_tensor(c.surrogate.dampening).max())
+        cap = self.dampening_cap(c)
         out = {path: c.surrogate for path in self.layers}  # a layer the output's gradient does not reach: as is
-        for k, path in enumerate(order):
-            factor = ratios[order[k + 1]] / ratios[path] if k + 1 < len(order) else 1.0
-            out[path] = c.surrogate.replace(dampening=min(max(gamma * factor, 1e-6), 1e3))
-        return out
+        capped: list[str] = []
+        above = 1.0  # what the layers above this one already multiply its gradient by
+        for path in reversed(order):
+            wanted = gamma * ratios[order[-1]] / ratios[path] / above
+            bound = cap if bounded and path in self.reset_grad else 1e3
+            dampening = min(max(wanted, 1e-6), bound)
+            if bound < 1e3 and wanted > bound * (1 + 1e-9):
+                capped.append(path)
+            out[path] = c.surrogate.replace(dampening=dampening)
+            above *= dampening / gamma
+        return out, capped[::-1]
+
+    def dampening_cap(self, c: Candidate) -> float:
+        """The largest dampening the shortlist gives any candidate at ``c``'s sharpness: area 1 (``max(AREAS)``),
+        or the family's peak over the threshold where that is lower."""
+        return min(self.peak_per_threshold, max(AREAS) * float(torch.as_tensor(c.surrogate.sharpness).max()))
 
     def widens(self, spread: float | None) -> bool:
         """True when ``spread`` is wider than :data:`SPREAD_SLACK` times what the model's own surrogates give."""
@@ -301,6 +257,8 @@ def build_shortlist(trace: Trace, base: Surrogate, seed: int = 0, *, spreads: bo
     with trace.switched(None):
         now = measure_recorded(trace, seed)
     pool.spread_now, pool.gradients_now, pool.layers = now.spread, now.layers, [m.name for m in layers]
+    pool.peak_per_threshold = peak / theta
+    pool.reset_grad = {m.name for m in layers if m.reset_grad}
     if all(m.current is not None for m in layers):
         pool.own = {m.name: m.current for m in layers if m.current is not None}
     incumbent = _incumbent(layers, pool)

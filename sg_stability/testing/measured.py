@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import checked
-from ..choosing.shortlist import LayerMembranes, Measured, measure_recorded, membranes
+from ..choosing.recorded import LayerMembranes, Measured, measure_recorded, membranes
 from ..recording import Run, traced
 from ..stability import hutchinson_rms, probe_steps
 from ..surrogates import Surrogate

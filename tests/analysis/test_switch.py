@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import sg_stability as sg
-from sg_stability.choosing.shortlist import measure_recorded
+from sg_stability.choosing.recorded import measure_recorded
 from tests.zoo import shd_networks
 
 FRAMEWORKS = ["snntorch", "spikingjelly", "norse"]

@@ -235,7 +235,7 @@ def test_candidates_span_widths_and_areas_in_threshold_units():
 
 
 def test_reach_counts_points_above_half_the_peak():
-    from sg_stability.choosing.shortlist import reach
+    from sg_stability.choosing.recorded import reach
 
     v = torch.tensor([-2.0, -0.4, -0.1, 0.0, 0.3, 1.0])
     # fast sigmoid f(u) = 1/(1 + 2|u|)^2 >= 1/2  <=>  |u| <= (sqrt(2) - 1)/2 = 0.2071; u = sharpness * v
