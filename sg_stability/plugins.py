@@ -30,7 +30,7 @@ from . import hookspecs
 from ._errors import ConfigError, NotConvertibleError, PluginLoadWarning, raw
 from .adapter_api import PROJECT, AdapterInfo, NativeReading, NeuronSite, NIRExchange
 from .surrogates import Surrogate
-from .surrogates._registry import forget_plugin_families, register_family, set_discovery
+from .surrogates._registry import forget_plugin_families, register_family, set_discovery, set_native_reader
 
 ENTRY_POINT_GROUP = "sg_stability"
 DISABLE_AUTOLOAD_ENV = "SG_STABILITY_DISABLE_PLUGIN_AUTOLOAD"
@@ -276,3 +276,4 @@ def from_native(obj: Any) -> Surrogate:
 
 
 set_discovery(manager)  # a family name a plugin adds resolves before any model is patched
+set_native_reader(from_native)  # sg.surrogates.from_native (decisions D3) is this function

@@ -38,8 +38,9 @@ re-derived here:
   deep feed-forward net a low dampening shrinks the gradient by that factor at every layer, so the spread grows
   geometrically with depth (SpikingJelly's MNISTNet: 5.0e3x -> 9.7e4x with one dampening of 1/6); the
   measurement catches it without a model of the architecture. ``sg.stabilize`` then rescales the preferred
-  candidate's dampening per layer (:meth:`Shortlist.depth_compensated`), else takes the first candidate that
-  keeps the spread, else leaves each layer its own surrogate.
+  candidate's dampening per layer (:meth:`Shortlist.depth_compensated`; within area 1 where the reset is
+  differentiated, unless that bound itself widens the spread), else takes the first candidate that keeps the
+  spread, else leaves each layer its own surrogate.
 """
 
 from __future__ import annotations

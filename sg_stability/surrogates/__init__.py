@@ -16,7 +16,7 @@ from ._families import (
     Triangular,
 )
 from ._params import RANGES, STRICT, Heaviside, SurrogateDescription
-from ._registry import families, family_class, get, register_family
+from ._registry import families, family_class, from_native, get, register_family
 
 __all__ = [
     "RANGES",
@@ -35,6 +35,7 @@ __all__ = [
     "clamp_learnable_",
     "families",
     "family_class",
+    "from_native",
     "get",
     "register_family",
 ]

@@ -62,6 +62,23 @@ def set_discovery(load: Callable[[], object]) -> None:
     _discovery[:] = [load]
 
 
+_native_reader: list[Callable[[Any], Surrogate]] = []
+
+
+def set_native_reader(read: Callable[[Any], Surrogate]) -> None:
+    """Called by the plugin layer, which asks the adapters: ``read(obj)`` is :func:`from_native`."""
+    _native_reader[:] = [read]
+
+
+def from_native(obj: Any) -> Surrogate:
+    """The canonical surrogate equivalent to a framework's own surrogate ``obj`` (the adapters read it); raises
+    :class:`~sg_stability.NotConvertibleError` with the reason when there is none. The same as
+    ``sg.from_native``."""
+    if not _native_reader:  # only before the package's own __init__ has run, which sets it
+        raise RuntimeError("import sg_stability first: the plugin layer reads native surrogates")
+    return _native_reader[0](obj)
+
+
 def _load_plugins() -> None:
     for load in _discovery:
         load()

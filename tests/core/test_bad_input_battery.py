@@ -295,6 +295,7 @@ PLAIN_CASES: list[Case] = [
     ("is-patched-none", lambda m, x: sg.is_patched(None), sg.ConfigError, "NoneType"),
     ("patch-not-a-module", lambda m, x: sg.patch([1, 2], "atan"), sg.ConfigError, "list"),
     ("from-native-int", lambda m, x: sg.from_native(42), sg.NotConvertibleError, "int"),
+    ("surrogates-from-native-int", lambda m, x: sg.surrogates.from_native(42), sg.NotConvertibleError, "int"),
     ("get-int", lambda m, x: sg.surrogates.get(42), sg.ConfigError, "42"),
     ("get-unknown", lambda m, x: sg.surrogates.get("sigmod"), sg.UnknownSurrogateError, "sigmod"),
     ("get-tail-on-atan", lambda m, x: sg.surrogates.get("atan", tail=2), sg.ConfigError, "tail"),
