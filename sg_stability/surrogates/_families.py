@@ -49,8 +49,10 @@ class Rectangular(Surrogate):
     @staticmethod
     def _lean_save(x: Tensor, beta: float) -> Tensor:
         # one byte per element instead of x; |x| beta < 1/2 rather than |x| < 1/(2 beta), which rounds to 0 in
-        # float16 for large beta (the product is formed in float32)
-        return x.abs() * beta < 0.5
+        # float16 for large beta. A half product is rounded to half (0.5 * 0.99994 -> 0.5, outside the box), so
+        # half inputs are compared in float32, as the general backward computes them
+        a = x.abs()
+        return (a.float() if a.dtype in (torch.float16, torch.bfloat16) else a) * beta < 0.5
 
     @staticmethod
     def _lean_backward(grad: Tensor, saved: Tensor, gamma: Param) -> Tensor:

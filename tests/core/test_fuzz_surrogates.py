@@ -148,6 +148,12 @@ def _check_backward(family: str, gamma: float, beta: float, tail: float, dtype: 
             f"{family} {dtype} gamma={gamma} beta={beta} q={tail}: at x={xv} got {gv}, want {want}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_a_half_membrane_just_inside_the_box_gets_the_full_gradient(dtype):
+    # found by the fuzz below: 0.5 * 0.99994 = 0.49997 is inside the box, but rounds to 0.5 in half precision
+    _check_backward("rectangular", 1.0, 0.9999389667063573, 2.0, dtype, [0.5], per_neuron=False)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_backward_is_finite_and_matches_the_definition(family, dtype):
