@@ -96,7 +96,7 @@ def _rescaled(pool: Shortlist, trace: Trace, seed: int, chosen: Candidate
         return per_layer, rescaled, ""
     layers = ", ".join(capped)
     if not pool.widens(rescaled):
-        return per_layer, rescaled, (f"; {layers}, whose reset is differentiated, at most at area 1 or the family's "
+        return per_layer, rescaled, (f"; {layers}, whose reset is differentiated, kept within area 1 or the family's "
                                      "peak (a whole spike per threshold)")
     unbounded = pool.depth_compensated(chosen, bounded=False)
     assert unbounded is not None

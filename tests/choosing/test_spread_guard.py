@@ -117,7 +117,7 @@ def test_on_a_deep_norse_stack_the_dampening_stays_within_a_unit_area_where_that
     installed, note, _ = stabilized(gain=20.0)
     assert all(float(s.dampening) / float(s.sharpness) <= 1 + 1e-9 for s in installed)
     assert [float(s.dampening) for s in installed[:-1]] == pytest.approx([0.5] * 4)  # the bound, in every layer
-    assert "at most at area 1 or the family's peak" in note
+    assert "kept within area 1 or the family's peak" in note
 
 
 def test_where_the_unit_area_would_widen_the_spread_it_rises_above_and_says_so():
