@@ -86,12 +86,16 @@ def _rescaled(pool: Shortlist, trace: Trace, seed: int, chosen: Candidate
     """``chosen`` rescaled per layer (:meth:`Shortlist.depth_compensated`) within a unit area where the reset is
     differentiated, else (where that bound keeps it from keeping the spread) without the bound; the spread
     re-measured on the recorded run, and what the note adds about the bound."""
+
+    def spread_with(per_layer: dict[str, Surrogate]) -> float | None:
+        with trace.switched(per_layer):
+            return recorded_spread(trace, seed)[0]
+
     compensated = pool.depth_compensated(chosen)
     if compensated is None:
         return None, None, ""
     per_layer, capped = compensated
-    with trace.switched(per_layer):
-        rescaled, _ = recorded_spread(trace, seed)
+    rescaled = spread_with(per_layer)
     if not capped:
         return per_layer, rescaled, ""
     layers = ", ".join(capped)
@@ -99,12 +103,10 @@ def _rescaled(pool: Shortlist, trace: Trace, seed: int, chosen: Candidate
         return per_layer, rescaled, (f"; {layers}, whose reset is differentiated, kept within area 1 or the family's "
                                      "peak (a whole spike per threshold)")
     unbounded = pool.depth_compensated(chosen, bounded=False)
-    assert unbounded is not None
-    with trace.switched(unbounded[0]):
-        wide, _ = recorded_spread(trace, seed)
+    assert unbounded is not None  # the same layers as the bounded one
     within = f"{rescaled:.3g}x" if rescaled is not None else "unmeasured"
-    return unbounded[0], wide, (f"; {layers}, whose reset is differentiated, above area 1 or the family's peak: "
-                                f"within it the spread would be {within}")
+    return unbounded[0], spread_with(unbounded[0]), (f"; {layers}, whose reset is differentiated, above area 1 or the "
+                                                     f"family's peak: within it the spread would be {within}")
 
 
 def _growth_caveat(c: Candidate) -> str:

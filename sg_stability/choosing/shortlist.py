@@ -175,9 +175,9 @@ class Shortlist(list[Candidate]):
         above = 1.0  # what the layers above this one already multiply its gradient by
         for path in reversed(order):
             wanted = gamma * ratios[order[-1]] / ratios[path] / above
-            bound = cap if bounded and path in self.reset_grad else 1e3
-            dampening = min(max(wanted, 1e-6), bound)
-            if bound < 1e3 and wanted > bound * (1 + 1e-9):
+            bound = cap if bounded and path in self.reset_grad else None
+            dampening = min(max(wanted, 1e-6), 1e3 if bound is None else bound)
+            if bound is not None and wanted > bound * (1 + 1e-9):
                 capped.append(path)
             out[path] = c.surrogate.replace(dampening=dampening)
             above *= dampening / gamma

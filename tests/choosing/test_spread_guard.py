@@ -69,13 +69,11 @@ def test_the_familys_peak_bounds_a_narrow_candidate_before_its_area_does():
     assert got == pytest.approx([1.0, SIXTH]) and capped == ["a"]
 
 
-norse = pytest.importorskip("norse.torch")
-
-
 class NorseStack(nn.Module):
     """Five Norse LIF layers, feed-forward, with Norse's default surrogate (SuperSpike: 1 / (|v - 1| + 1)^2)."""
 
     def __init__(self, gain: float) -> None:
+        norse = pytest.importorskip("norse.torch")  # an optional framework; the tests above need none
         super().__init__()
         sizes = [40, 64, 64, 64, 64, 10]
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
