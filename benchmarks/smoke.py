@@ -118,6 +118,13 @@ def test_the_smallest_evidence_harness_runs_every_configuration_and_writes_its_t
     # resumable: a second run finds everything recorded and runs nothing
     again = evidence(tmp_path)
     assert f"{len(rows)} runs recorded, 0 to run" in again
+    # the grid's best on a fresh seed, beside every method on that seed
+    fresh = run("evidence.fresh", "--quick", "--selected", str(tmp_path), "--seeds", "1", "--tasks", "deep",
+                "--frameworks", "snntorch,norse", "--workers", "1", "--out", str(tmp_path / "fresh"))
+    runs = [json.loads(line) for line in (tmp_path / "fresh" / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["framework"], r["seed"], r["config"]["method"]) for r in runs) == sorted(
+        (fw, 1, m) for fw in ("snntorch", "norse") for m in ("grid", "default", "stabilize", "tune"))
+    assert "| deep | norse |" in fresh and "| deep | snntorch |" in fresh and "race / grid best on the fresh" in fresh
 
 
 def write_tiny_shd(folder: Path) -> None:

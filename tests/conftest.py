@@ -38,6 +38,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+# The default replays the same examples every run (derandomize): CI, which runs on a clean clone, cannot fail on
+# an example no earlier run tried. ``HYPOTHESIS_PROFILE=wide`` searches fresh random examples, many more per test.
+# The SpikingJelly 0.0.0.0.14 environment runs no property tests and has no hypothesis.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:
+    pass
+else:
+    settings.register_profile("default", max_examples=120, deadline=None, derandomize=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("wide", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
 #: the areas the suite is split into: each folder's tests carry its name as a marker (``./dev test -m analysis``)
 AREAS = ("core", "adapters", "analysis", "choosing", "training", "interop", "docs", "exact")
 HERE = Path(__file__).resolve().parent

@@ -24,7 +24,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,32 @@ def work(job: dict[str, Any]) -> dict[str, Any]:
     return {**job, "key": key(job), **result, "wall_s": time.perf_counter() - t0}
 
 
+def execute(all_jobs: Iterable[dict[str, Any]], out: Path, workers: int) -> None:
+    """Run every job not yet recorded in ``<out>/results.jsonl`` (by :func:`key`), appending one line each."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = set()
+    if results.exists():
+        done = {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
+    todo = [j for j in all_jobs if key(j) not in done]
+    print(f"{len(done)} runs recorded, {len(todo)} to run, {workers} workers -> {results}", flush=True)
+    from tqdm import tqdm
+
+    if workers > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers) as pool, results.open("a") as f:
+            for r in tqdm(pool.imap_unordered(work, todo), total=len(todo), smoothing=0.05):
+                f.write(json.dumps(r) + "\n")
+                f.flush()
+    else:
+        with results.open("a") as f:
+            for j in tqdm(todo, smoothing=0.05):
+                f.write(json.dumps(work(j)) + "\n")
+                f.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.evidence.tasks import CLAIM_TASKS, HELD_OUT_FOR_THE_LIKELIHOOD, TASKS
 
@@ -160,33 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         if "shd" not in args.tasks.split(","):
             args.tasks += ",shd"
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = out / "results.jsonl"
-    done = set()
-    if results.exists():
-        done = {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
     options = {k: v for k, v in (("quick", args.quick), ("shd", args.shd)) if v}
     scales = [{**({"lr_scale": float(v)} if float(v) != 1.0 else {}),
                **({"epochs_scale": args.epochs_scale} if args.epochs_scale != 1.0 else {})}
               for v in args.lr_scales.split(",")]
-    todo = [j for j in jobs(args.tasks.split(","), args.frameworks.split(","), args.seeds, args.grid,
-                            [m for m in args.methods.split(",") if m], options, scales) if key(j) not in done]
-    print(f"{len(done)} runs recorded, {len(todo)} to run, {args.workers} workers -> {results}", flush=True)
-    from tqdm import tqdm
-
-    if args.workers > 1:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(args.workers) as pool, results.open("a") as f:
-            for r in tqdm(pool.imap_unordered(work, todo), total=len(todo), smoothing=0.05):
-                f.write(json.dumps(r) + "\n")
-                f.flush()
-    else:
-        with results.open("a") as f:
-            for j in tqdm(todo, smoothing=0.05):
-                f.write(json.dumps(work(j)) + "\n")
-                f.flush()
+    execute(jobs(args.tasks.split(","), args.frameworks.split(","), args.seeds, args.grid,
+                 [m for m in args.methods.split(",") if m], options, scales), out, args.workers)
     if not args.no_report:
         from benchmarks.evidence.report import report
 
