@@ -125,6 +125,7 @@ def test_the_smallest_evidence_harness_runs_every_configuration_and_writes_its_t
     assert sorted((r["framework"], r["seed"], r["config"]["method"]) for r in runs) == sorted(
         (fw, 1, m) for fw in ("snntorch", "norse") for m in ("grid", "default", "stabilize", "tune"))
     assert "| deep | norse |" in fresh and "| deep | snntorch |" in fresh and "race / grid best on the fresh" in fresh
+    assert (tmp_path / "fresh" / "evidence_fresh.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def write_tiny_shd(folder: Path) -> None:
