@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 
 os.environ.setdefault("SG_STABILITY_DISABLE_PLUGIN_AUTOLOAD", "1")
@@ -41,11 +42,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 # The default replays the same examples every run (derandomize): CI, which runs on a clean clone, cannot fail on
 # an example no earlier run tried. ``HYPOTHESIS_PROFILE=wide`` searches fresh random examples, many more per test.
 # The SpikingJelly 0.0.0.0.14 environment runs no property tests and has no hypothesis.
-try:
+if importlib.util.find_spec("hypothesis") is not None:
     from hypothesis import HealthCheck, settings
-except ImportError:
-    pass
-else:
+
     settings.register_profile("default", max_examples=120, deadline=None, derandomize=True,
                               suppress_health_check=[HealthCheck.too_slow])
     settings.register_profile("wide", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -38,7 +38,7 @@ from ._params import (
     validated,
 )
 
-_HALF_TYPES = (torch.float16, torch.bfloat16)
+HALF_TYPES = (torch.float16, torch.bfloat16)  # computed in float32 wherever rounding or overflow would bite
 
 
 def _make_function(family: type[Surrogate]) -> type[torch.autograd.Function]:
@@ -83,7 +83,7 @@ def _make_function(family: type[Surrogate]) -> type[torch.autograd.Function]:
                 return family._lean_backward(grad, saved, gamma), None, None, None, None, None, None
             x = saved
             in_dtype = x.dtype
-            if in_dtype in _HALF_TYPES:  # compute half types in float32: no overflow in x**2 etc.
+            if in_dtype in HALF_TYPES:  # compute half types in float32: no overflow in x**2 etc.
                 x, grad = x.float(), grad.float()
             elif grad.dtype != x.dtype:
                 grad = grad.to(x.dtype)

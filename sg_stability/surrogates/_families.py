@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._base import Surrogate
+from ._base import HALF_TYPES, Surrogate
 from ._cuda import literal
 from ._params import STRICT, Heaviside, Param
 
@@ -52,7 +52,7 @@ class Rectangular(Surrogate):
         # float16 for large beta. A half product is rounded to half (0.5 * 0.99994 -> 0.5, outside the box), so
         # half inputs are compared in float32, as the general backward computes them
         a = x.abs()
-        return (a.float() if a.dtype in (torch.float16, torch.bfloat16) else a) * beta < 0.5
+        return (a.float() if a.dtype in HALF_TYPES else a) * beta < 0.5
 
     @staticmethod
     def _lean_backward(grad: Tensor, saved: Tensor, gamma: Param) -> Tensor:
